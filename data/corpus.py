@@ -1,0 +1,109 @@
+"""The frame corpus on disk: every kept frame of every video in one array.
+
+A corpus directory holds
+    frames.npy          float32 (N, n_AU)   AU intensities of all kept frames, videos concatenated
+    timestamps.npy      float64 (N,)        seconds from the start of each video
+    gap_before.npy      bool    (N,)        frame follows one or more dropped frames (gap marker)
+    offsets.npy         int64   (S+1,)      sequence s is frames[offsets[s]:offsets[s+1]]
+    sequence_video.npy  int64   (S,)        index into videos.txt of the video each sequence came from
+    videos.txt                              video ids (path of the CSV relative to src), one per line
+    meta.json                               AU names, fps, source folder, fingerprint, ingest config
+    ingest_report.json                      per file: rows read, kept, dropped by reason, errors
+
+With `on_gap=mark` (default) each video is one sequence and gaps are marked; with `on_gap=split`
+a video is cut into several sequences at its gaps. Loading is a few `np.load` calls and one copy
+to the device: no Python loop over videos.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.io import fingerprint, load_json, save_json, save_npy, save_text
+
+ARRAYS = ("frames", "timestamps", "gap_before", "offsets", "sequence_video")
+
+
+@dataclass
+class FrameCorpus:
+    frames: torch.Tensor          # (N, n_AU) float32
+    timestamps: torch.Tensor      # (N,) float64
+    gap_before: torch.Tensor      # (N,) bool
+    offsets: torch.Tensor         # (S+1,) int64
+    sequence_video: torch.Tensor  # (S,) int64
+    video_ids: list[str]
+    meta: dict
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def n_sequences(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+    @property
+    def au_names(self) -> list[str]:
+        return list(self.meta["au_names"])
+
+    @property
+    def sequence_ids(self) -> list[str]:
+        """Video id of each sequence (with `on_gap=split` several sequences share one video)."""
+        return [self.video_ids[v] for v in self.sequence_video.tolist()]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    def to(self, device: torch.device | str) -> "FrameCorpus":
+        moved = {name: getattr(self, name).to(device) for name in ARRAYS}
+        return FrameCorpus(**moved, video_ids=self.video_ids, meta=self.meta)
+
+    def save(self, out: str | Path) -> None:
+        """Arrays first, `meta.json` last: a corpus without meta.json is incomplete."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ARRAYS:
+            save_npy(getattr(self, name).cpu().numpy(), out / f"{name}.npy")
+        save_text("".join(v + "\n" for v in self.video_ids), out / "videos.txt")
+        save_json(self.meta, out / "meta.json")
+
+    @staticmethod
+    def compute_fingerprint(frames: np.ndarray, offsets: np.ndarray) -> str:
+        return fingerprint(frames, offsets)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> "FrameCorpus":
+        path = Path(path)
+        if not (path / "meta.json").exists():
+            what = "does not exist" if not path.exists() else "is not a finished corpus (no meta.json)"
+            raise FileNotFoundError(f"corpus {path} {what}; build one with `python -m data.ingest src=DIR out={path}`")
+        arrays = {}
+        for name in ARRAYS:
+            arrays[name] = torch.from_numpy(np.load(path / f"{name}.npy")).to(device)
+        video_ids = (path / "videos.txt").read_text().splitlines()
+        meta = load_json(path / "meta.json")
+        corpus = cls(**arrays, video_ids=video_ids, meta=meta)
+        corpus.validate(path)
+        return corpus
+
+    def validate(self, where: str | Path = "corpus") -> None:
+        n, s = self.n_frames, self.n_sequences
+        problems = []
+        if self.frames.ndim != 2 or self.frames.shape[1] != len(self.meta["au_names"]):
+            problems.append(f"frames has shape {tuple(self.frames.shape)} but {len(self.meta['au_names'])} AU names")
+        if self.timestamps.shape != (n,) or self.gap_before.shape != (n,):
+            problems.append("timestamps/gap_before do not have one entry per frame")
+        if s < 0 or int(self.offsets[0]) != 0 or int(self.offsets[-1]) != n:
+            problems.append(f"offsets must run from 0 to {n}")
+        elif s > 0 and bool((self.offsets[1:] < self.offsets[:-1]).any()):
+            problems.append("offsets decrease")
+        if self.sequence_video.shape != (max(s, 0),):
+            problems.append("sequence_video does not have one entry per sequence")
+        elif s > 0 and (int(self.sequence_video.min()) < 0 or int(self.sequence_video.max()) >= len(self.video_ids)):
+            problems.append("sequence_video points outside videos.txt")
+        if problems:
+            raise ValueError(f"{where}: inconsistent corpus: " + "; ".join(problems))

@@ -1,0 +1,1 @@
+"""Small shared helpers: configs, run directories, atomic writes, devices."""

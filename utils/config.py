@@ -1,0 +1,60 @@
+"""One mechanism for every script's config: a dataclass schema, YAML defaults, `key=value` overrides.
+
+    cfg = load_config(ClusterConfig, sys.argv[1:], "configs/cluster.yaml")
+
+Order of precedence (last wins): the schema's defaults, the YAML defaults file, a user YAML
+given as `config=FILE`, then `key=value` pairs. An unknown key or a value of the wrong type raises
+`ConfigError` naming the key and where it came from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config key or value that the script's schema does not accept."""
+
+
+def _merge(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, layer)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        known = ", ".join(sorted(base.keys()))
+        raise ConfigError(f"{source}: bad config key '{key}': {err.msg if hasattr(err, 'msg') else err}"
+                          f" (known top-level keys: {known})") from None
+
+
+def parse_overrides(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Split `config=FILE` from the `key=value` pairs; anything else is an error."""
+    user_yaml, pairs = None, []
+    for arg in argv:
+        if "=" not in arg or arg.startswith("="):
+            raise ConfigError(f"command line: '{arg}' is not of the form key=value")
+        if arg.startswith("config="):
+            user_yaml = arg.split("=", 1)[1]
+        else:
+            pairs.append(arg)
+    return user_yaml, pairs
+
+
+def load_config(schema: type, argv: Sequence[str] = (), defaults: str | Path | None = None) -> DictConfig:
+    cfg = OmegaConf.structured(schema)
+    if defaults is not None and Path(defaults).exists():
+        cfg = _merge(cfg, OmegaConf.load(defaults), str(defaults))
+    user_yaml, pairs = parse_overrides(argv)
+    if user_yaml is not None:
+        if not Path(user_yaml).exists():
+            raise ConfigError(f"config={user_yaml}: no such file")
+        cfg = _merge(cfg, OmegaConf.load(user_yaml), user_yaml)
+    cfg = _merge(cfg, OmegaConf.from_dotlist(pairs), "command line")
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
