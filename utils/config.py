@@ -24,9 +24,8 @@ def _merge(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
         return OmegaConf.merge(base, layer)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        known = ", ".join(sorted(base.keys()))
-        raise ConfigError(f"{source}: bad config key '{key}': {err.msg if hasattr(err, 'msg') else err}"
-                          f" (known top-level keys: {known})") from None
+        reason = str(getattr(err, "msg", err)).splitlines()[0]
+        raise ConfigError(f"{source}: bad config key '{key}': {reason}") from None
 
 
 def parse_overrides(argv: Sequence[str]) -> tuple[str | None, list[str]]:
