@@ -1,0 +1,48 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   the whole pipeline on the embedded synthetic default, ending with both results tables
+#   make test   the test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+OUT    ?= runs/demo
+# `make demo PRESET=paper` runs the paper's scale (one GPU): configs/paper/*.yaml
+PRESET ?= demo
+CFG     = configs/$(PRESET)
+
+.PHONY: demo paper test bench clean-demo
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+demo: $(VENV)/.installed
+	$(PY) -m data.synth   config=$(CFG)/synth_pretrain.yaml out=$(OUT)/synth/pretrain
+	$(PY) -m data.synth   config=$(CFG)/synth_task_a.yaml   out=$(OUT)/synth/task_a
+	$(PY) -m data.synth   config=$(CFG)/synth_task_b.yaml   out=$(OUT)/synth/task_b
+	$(PY) -m data.ingest  src=$(OUT)/synth/pretrain/openface out=$(OUT)/corpus/pretrain
+	$(PY) -m data.ingest  src=$(OUT)/synth/task_a/openface   out=$(OUT)/corpus/task_a
+	$(PY) -m data.ingest  src=$(OUT)/synth/task_b/openface   out=$(OUT)/corpus/task_b
+	$(PY) cluster.py      config=$(CFG)/cluster.yaml corpus=$(OUT)/corpus/pretrain out=$(OUT)/vocab
+	$(PY) cluster.py      corpus=$(OUT)/corpus/task_a vocab=$(OUT)/vocab out=$(OUT)/tokens/task_a
+	$(PY) cluster.py      corpus=$(OUT)/corpus/task_b vocab=$(OUT)/vocab out=$(OUT)/tokens/task_b
+	$(PY) embed.py        config=$(CFG)/embed.yaml tokens=$(OUT)/vocab out=$(OUT)/embed
+	$(PY) train.py        config=$(CFG)/sweep_task_a.yaml root=$(OUT) out=$(OUT)/train/task_a
+	$(PY) train.py        config=$(CFG)/sweep_task_b.yaml root=$(OUT) out=$(OUT)/train/task_b
+	@echo; cat $(OUT)/train/task_a/results.md; echo; cat $(OUT)/train/task_b/results.md
+	@echo; echo "TensorBoard: $(PY) -m tensorboard.main --logdir $(OUT)"
+
+paper:
+	$(MAKE) demo PRESET=paper OUT=runs/paper
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_kmeans.py
+	$(PY) bench/bench_embed.py
+	$(PY) bench/bench_train.py
+
+clean-demo:
+	rm -rf $(OUT)
