@@ -1,0 +1,389 @@
+"""The synthetic corpus: real OpenFace files read back exactly, determinism, labels, hidden structure."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from data.labels import read_labels
+from data.openface_format import AU_C_NAMES, AU_R_NAMES, _Tables, openface_columns, write_openface_csv
+from data.synth import SynthConfig, generate, load_synth_config
+from data.synth import main as synth_main
+from data.synth_model import draw_traits, make_subject, simulate_video
+from data.synth_plan import LABEL_WEIGHTS, TASK_A_TARGETS, rng_for
+from data.synth_states import STATE_FAMILY, FAMILIES, STATE_NAMES, TRAITS
+from utils.config import ConfigError
+from utils.runs import RunDirError
+
+REPO = Path(__file__).resolve().parents[1]
+# every header variant shows up even in tiny datasets
+VARIANTS = {"format.full_fraction": 0.25, "format.gaze_fraction": 0.35, "format.crlf_fraction": 0.5,
+            "format.no_final_newline_fraction": 0.5, "workers": 1}
+TINY = {
+    "pretrain": {"kind": "pretrain", "pretrain.n_subjects": 6, "pretrain.videos_per_subject": 3,
+                 "pretrain.video_seconds_min": 2, "pretrain.video_seconds_max": 8, **VARIANTS},
+    "task_a": {"kind": "task_a", "task_a.n_subjects": 5, "task_a.n_segments": 16,
+               "task_a.min_segments_per_subject": 2, "task_a.segment_seconds_max": 6, **VARIANTS},
+    "task_b": {"kind": "task_b", "task_b.n_train": 5, "task_b.n_validation": 3, "task_b.n_test": 2,
+               "task_b.interview_seconds_min": 4, "task_b.interview_seconds_max": 10, **VARIANTS},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    return {kind: generate(root / kind, overrides) for kind, overrides in TINY.items()}
+
+
+def parse(path: Path) -> tuple[list[str], np.ndarray, str]:
+    """Plain independent parse: (names without spaces, values (n, cols) float64, raw text)."""
+    text = path.read_bytes().decode("ascii")
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines[-1] == "":
+        lines = lines[:-1]
+    names = [h.strip() for h in lines[0].split(",")]
+    values = np.array([[float(x) for x in line.split(",")] for line in lines[1:]]).reshape(-1, len(names))
+    return names, values, text
+
+
+def csvs(root: Path) -> list[Path]:
+    return sorted((root / "openface").rglob("*.csv"))
+
+
+def video_id(root: Path, path: Path) -> str:
+    return path.relative_to(root / "openface").with_suffix("").as_posix()
+
+
+# ---------------------------------------------------------------- format
+
+def test_columns_match_real_openface_headers(realdata):
+    def header(name):
+        return [h.strip() for h in (realdata / name).read_text().splitlines()[0].split(",")]
+    assert len(openface_columns()) == 714
+    assert openface_columns(face_id=True, layout="full") == header("facsvatar_demo_faceid.csv")
+    assert openface_columns(face_id=False, layout="full") == header("facsvatar_head_test.csv")
+    assert openface_columns(layout="core") == header("emoinfer_default.csv")
+    assert openface_columns(layout="gaze") == header("openfacer_lara_core.csv")
+
+
+def test_writer_exact_text(tmp_path):
+    cols = ["frame", "timestamp", "confidence", "success", "pose_Rx", "gaze_0_x", "x_0", "AU12_r"]
+    vals = np.array([[1, 0.0, 0.98, 1, -0.0004, 0.1234567, -12.34, 4.999],
+                     [2, 1 / 30, 0.0, 0, 0.1236, -1.0, 1234.56, 0.0]])
+    write_openface_csv(tmp_path / "a.csv", cols, vals, spaced=True, crlf=True, final_newline=False)
+    assert (tmp_path / "a.csv").read_bytes() == (
+        b"frame, timestamp, confidence, success, pose_Rx, gaze_0_x, x_0, AU12_r\r\n"
+        b"1, 0.000, 0.98, 1, 0.000, 0.123457, -12.3, 5.00\r\n"
+        b"2, 0.033, 0.00, 0, 0.124, -1.000000, 1234.6, 0.00")
+    write_openface_csv(tmp_path / "b.csv", cols[:2], vals[:, :2])
+    assert (tmp_path / "b.csv").read_bytes() == b"frame,timestamp\n1,0.000\n2,0.033\n"
+
+
+def test_composed_text_equals_table_text():
+    """Wide ranges (6-decimal gaze, long timestamps) take another path to the same text."""
+    tables = _Tables()
+    rng = np.random.default_rng(0)
+    for d in (0, 1, 2, 3, 6):
+        codes = np.concatenate([rng.integers(-3 * 10 ** (d + 3), 3 * 10 ** (d + 3), 2000),
+                                rng.integers(-10 ** (d + 1), 10 ** (d + 1), 2000), [0, -1, 1]])
+        want = [f"{c / 10 ** d:.{d}f}" for c in codes.tolist()]  # exact: |c| < 2**53
+        assert tables.lookup(codes, d).tolist() == want
+        assert tables.composed(codes, d).tolist() == want
+
+
+# ---------------------------------------------------------------- files and hidden states
+
+@pytest.mark.parametrize("kind", list(TINY))
+def test_files_hold_the_simulated_values_exactly(tiny, kind):
+    """Each CSV holds what the behaviour model simulated (re-run from its seed), row for row."""
+    root = tiny[kind]
+    cfg = OmegaConf.load(root / "config.yaml")
+    hidden = torch.load(root / "hidden.pt")
+    subjects = [r["subject"] for r in csv.DictReader(open(root / "traits.csv"))]
+    for path in csvs(root):
+        vid = video_id(root, path)
+        names, values, text = parse(path)
+        n = len(values)
+        assert hidden["states"][vid].dtype == torch.int16 and hidden["states"][vid].shape == (n,)
+        col = {c: values[:, names.index(c)] for c in names}
+        assert np.array_equal(col["frame"], np.arange(1, n + 1))
+        assert np.array_equal(col["timestamp"], np.round(np.arange(n) / 30, 3))
+        assert np.array_equal(np.rint(col["timestamp"] * 30), np.arange(n))  # frame -> hidden state
+        s, v = subjects.index(vid.split("/")[0]), int(vid.split("/v")[1])
+        rng = rng_for(cfg.seed, kind, 1, s)
+        sub = make_subject(draw_traits(rng), rng, fps=30.0)
+        sig = simulate_video(sub, n, rng_for(cfg.seed, kind, 2, s, v), fps=30.0,
+                             low_conf_per_min=cfg.behaviour.low_conf_bursts_per_min,
+                             fail_per_min=cfg.behaviour.failed_bursts_per_min)
+        assert np.array_equal(hidden["states"][vid].numpy(), sig.states)
+        aus = np.stack([col[c] for c in AU_R_NAMES], axis=1)
+        assert np.array_equal(aus, sig.aus)
+        assert np.array_equal(np.stack([col[c] for c in AU_C_NAMES], 1), sig.presence)
+        assert np.array_equal(col["confidence"], sig.confidence)
+        assert np.array_equal(col["success"], sig.success)
+        assert aus.min() >= 0 and aus.max() <= 5
+
+
+def test_header_variants_are_mixed(tiny):
+    layouts, face_id, spaced, endings = set(), set(), set(), set()
+    for root in tiny.values():
+        for path in csvs(root):
+            raw = path.read_bytes()
+            names, _, _ = parse(path)
+            layout = {714: "full", 713: "full", 54: "gaze", 53: "gaze", 46: "core", 45: "core"}[len(names)]
+            assert names == openface_columns(face_id="face_id" in names, layout=layout)
+            layouts.add(layout)
+            face_id.add("face_id" in names)
+            spaced.add(raw.startswith(b"frame, "))
+            endings.add(("crlf" if b"\r\n" in raw else "lf", raw.endswith(b"\n")))
+    assert layouts == {"full", "gaze", "core"} and face_id == spaced == {True, False}
+    assert endings == {("crlf", True), ("crlf", False), ("lf", True), ("lf", False)}
+
+
+def test_read_raw_reads_synthetic_files_exactly(tiny):
+    if importlib.util.find_spec("data.openface") is None:
+        pytest.skip("data/openface.py (the reader) is not there yet")
+    from data.openface import read_raw
+    for root in tiny.values():
+        for path in csvs(root):
+            names, values, _ = parse(path)
+            raw = read_raw(path)
+            col = {c: values[:, names.index(c)] for c in names}
+            same = lambda got, want: got.shape == want.shape and np.array_equal(got, want.astype(got.dtype))
+            assert raw.columns == names and raw.n_rows == len(values), path
+            assert raw.truncated_rows == [] and raw.malformed_rows == [], path
+            for field in ("frame", "timestamp", "confidence", "success"):
+                assert same(np.asarray(getattr(raw, field)), col[field]), (path, field)
+            if "face_id" in names:
+                assert same(raw.face_id, col["face_id"])
+            expect = np.stack([col[c] for c in AU_R_NAMES], axis=1)
+            assert raw.aus.dtype == np.float32 and same(raw.aus, expect), path
+
+
+def test_au_text_has_two_decimals_and_is_sparse(tiny):
+    root = tiny["task_b"]
+    zeros, total = 0, 0
+    for path in csvs(root):
+        names, values, text = parse(path)
+        sep = ", " if ", " in text.split("\n")[0] else ","
+        idx = [names.index(c) for c in AU_R_NAMES]
+        for line in text.replace("\r\n", "\n").strip("\n").split("\n")[1:50]:
+            cells = line.split(sep)
+            assert all(re.fullmatch(r"[0-5]\.\d\d", cells[i]) for i in idx), line
+        aus = values[:, idx]
+        zeros, total = zeros + int((aus == 0).sum()), total + aus.size
+    assert 0.3 < zeros / total < 0.9  # most AUs rest at 0 most of the time, not all of them
+
+
+def test_failed_frames_are_all_zero(tiny):
+    for root in tiny.values():
+        for path in csvs(root):
+            names, values, _ = parse(path)
+            ok = values[:, names.index("success")] == 1
+            conf = values[:, names.index("confidence")]
+            body = values[:, names.index("success") + 1:]  # everything after success
+            assert np.all(body[~ok] == 0) and np.all(conf[~ok] == 0) and np.all(conf[ok] > 0)
+
+
+def test_failed_and_low_confidence_bursts(population):
+    failed = low = failed_runs = low_runs = 0
+    for v in population:
+        bad, dim = ~v["success"], v["success"] & (v["confidence"] < 0.9)
+        failed, low = failed + int(bad.sum()), low + int(dim.sum())
+        failed_runs += int(np.sum(np.diff(np.r_[0, bad.astype(int)]) == 1))
+        low_runs += int(np.sum(np.diff(np.r_[0, dim.astype(int)]) == 1))
+    frames = sum(len(v["aus"]) for v in population)
+    assert 0.002 < failed / frames < 0.05 and 0.005 < low / frames < 0.08
+    assert failed / failed_runs > 3 and low / low_runs > 3  # bursts, not isolated rows
+
+
+def test_hidden_file_contents(tiny):
+    hidden = torch.load(tiny["pretrain"] / "hidden.pt")
+    assert hidden["fps"] == 30.0 and hidden["state_names"] == STATE_NAMES and 24 <= len(STATE_NAMES) <= 48
+    assert hidden["prototypes"].shape == (len(STATE_NAMES), 17) and hidden["au_names"] == list(AU_R_NAMES)
+    labels = read_labels(tiny["pretrain"] / "labels.csv")
+    assert set(hidden["states"]) == set(labels.video_ids)
+    for states in hidden["states"].values():
+        assert 0 <= int(states.min()) and int(states.max()) < len(STATE_NAMES)
+
+
+# ---------------------------------------------------------------- labels and splits
+
+def test_labels_task_a(tiny):
+    labels = read_labels(tiny["task_a"] / "labels.csv")
+    assert labels.target_names == list(TASK_A_TARGETS)
+    assert len(labels.video_ids) == 16 and set(labels.splits) == {"all"} and len(set(labels.subjects)) == 5
+    y = labels.matrix(list(TASK_A_TARGETS))
+    assert np.all((y >= 1) & (y <= 7) & (y == np.round(y)))
+    for s in set(labels.subjects):  # ratings are per subject
+        rows = [i for i, x in enumerate(labels.subjects) if x == s]
+        assert len(rows) >= 2 and np.all(y[rows] == y[rows[0]])
+    assert all(Path(tiny["task_a"] / "openface" / f"{v}.csv").exists() for v in labels.video_ids)
+
+
+def test_labels_task_b(tiny):
+    labels = read_labels(tiny["task_b"] / "labels.csv")
+    assert labels.target_names == ["phq8"]
+    y = labels.targets["phq8"]
+    assert np.all((y >= 0) & (y <= 24) & (y == np.round(y)))
+    assert len(set(labels.subjects)) == len(labels.video_ids) == 10
+    assert {s: labels.splits.count(s) for s in set(labels.splits)} == {"train": 5, "validation": 3, "test": 2}
+    assert read_labels(tiny["pretrain"] / "labels.csv").target_names == []
+
+
+def test_default_task_b_split_sizes(tmp_path):
+    cfg = load_synth_config({"kind": "task_b", "task_b.interview_seconds_min": 0.1,
+                             "task_b.interview_seconds_max": 0.2, "workers": 1})
+    labels = read_labels(generate(tmp_path / "b", cfg) / "labels.csv")
+    assert [labels.splits.count(s) for s in ("train", "validation", "test")] == [163, 56, 56]
+
+
+# ---------------------------------------------------------------- determinism, reuse, config
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "config.yaml"}  # config.yaml records out= and workers=
+
+
+def test_same_seed_same_bytes_any_workers(tmp_path, tiny):
+    again = generate(tmp_path / "again", {**TINY["task_a"], "workers": 2})
+    assert _files(again) == _files(tiny["task_a"])
+    other = generate(tmp_path / "seed1", {**TINY["task_a"], "seed": 1})
+    differ = _files(other)
+    assert differ.keys() != _files(tiny["task_a"]).keys() or all(
+        differ[k] != v for k, v in _files(tiny["task_a"]).items() if k.endswith((".csv", ".pt")))
+
+
+def test_reuse_resume_and_refuse(tmp_path):
+    out = generate(tmp_path / "d", TINY["task_b"])
+    before = _files(out)
+    stamp = (out / "meta.json").stat().st_mtime_ns
+    assert generate(out, TINY["task_b"]) == out and (out / "meta.json").stat().st_mtime_ns == stamp
+    # an interrupted run (no meta.json, a file missing) finishes with the same bytes
+    (out / "meta.json").unlink()
+    next((out / "openface").rglob("*.csv")).unlink()
+    generate(out, TINY["task_b"])
+    assert _files(out) == before
+    with pytest.raises(RunDirError, match="task_b.n_train"):
+        generate(out, {**TINY["task_b"], "task_b.n_train": 6})
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="kind"):
+        generate("/nonexistent/never", {"kind": "task_c"})
+    with pytest.raises(ConfigError, match="task_b.n_tran"):
+        load_synth_config({"task_b.n_tran": 3})
+    with pytest.raises(ConfigError, match="format.crlf_fraction"):
+        generate("/nonexistent/never", {"format.crlf_fraction": 1.5})
+    with pytest.raises(ConfigError, match="task_a.n_segments"):
+        generate("/nonexistent/never", {"kind": "task_a", "task_a.n_segments": 10})
+    with pytest.raises(ConfigError, match="pretrain.video_seconds_min"):
+        generate("/nonexistent/never", {"pretrain.video_seconds_min": 40})
+
+
+def test_yaml_defaults_match_schema():
+    assert OmegaConf.to_container(load_synth_config()) == OmegaConf.to_container(OmegaConf.structured(SynthConfig))
+
+
+def test_cli(tmp_path):
+    out = tmp_path / "cli"
+    run = subprocess.run([sys.executable, "-m", "data.synth", f"out={out}", "kind=task_b", "task_b.n_train=2",
+                          "task_b.n_validation=1", "task_b.n_test=1", "task_b.interview_seconds_min=1",
+                          "task_b.interview_seconds_max=2", "workers=1"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (out / "meta.json").exists() and len(csvs(out)) == 4
+    with pytest.raises(ConfigError, match="task_b.interview_secs"):
+        synth_main([f"out={out}2", "task_b.interview_secs=3"])
+    with pytest.raises(ConfigError, match="out=DIR"):
+        synth_main(["kind=task_b"])
+
+
+# ---------------------------------------------------------------- behaviour: what later stages should find
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory):
+    """40 subjects x 40 s: enough to see traits in behaviour and labels, still under a second."""
+    root = generate(tmp_path_factory.mktemp("pop") / "b", {
+        "kind": "task_b", "workers": 1, "task_b.n_train": 40, "task_b.n_validation": 0, "task_b.n_test": 0,
+        "task_b.interview_seconds_min": 40, "task_b.interview_seconds_max": 40})
+    hidden = torch.load(root / "hidden.pt")
+    traits = {r["subject"]: r for r in csv.DictReader(open(root / "traits.csv"))}
+    labels = read_labels(root / "labels.csv")
+    videos = []
+    for vid, subject in zip(labels.video_ids, labels.subjects):
+        names, values, _ = parse(root / "openface" / f"{vid}.csv")
+        ok = (values[:, names.index("success")] == 1) & (values[:, names.index("confidence")] >= 0.9)
+        aus = values[:, [names.index(c) for c in AU_R_NAMES]]
+        videos.append({"aus": aus, "ok": ok, "success": values[:, names.index("success")] == 1,
+                       "confidence": values[:, names.index("confidence")], "states": hidden["states"][vid].numpy(),
+                       "traits": np.array([float(traits[subject][t]) for t in TRAITS]),
+                       "phq8": labels.targets["phq8"][labels.row_of[vid]]})
+    return videos
+
+
+def _au(name):
+    return AU_R_NAMES.index(name + "_r")
+
+
+def test_co_activation_groups(population):
+    aus = np.concatenate([v["aus"][v["ok"]] for v in population])
+    c = np.corrcoef(aus.T)
+    assert c[_au("AU06"), _au("AU12")] > 0.5     # smiles
+    assert c[_au("AU01"), _au("AU02")] > 0.5     # brow raises
+    assert c[_au("AU25"), _au("AU26")] > 0.3     # speech
+    assert c[_au("AU04"), _au("AU12")] < 0.1     # frowns are not smiles
+
+
+def test_onset_apex_offset_dynamics(population):
+    smile = np.flatnonzero(np.asarray(FAMILIES) == "smile")[0]
+    neutral = np.flatnonzero(np.asarray(FAMILIES) == "neutral")[0]
+    at_apex, at_rest, jumps, run_lengths = [], [], [], []
+    for v in population:
+        fam = STATE_FAMILY[v["states"]]
+        since = np.zeros(len(fam), dtype=int)  # frames since the state began
+        change = np.flatnonzero(np.diff(v["states"]) != 0) + 1
+        for a, b in zip(np.r_[0, change], np.r_[change, len(fam)]):
+            since[a:b] = np.arange(b - a)
+            run_lengths.append(b - a)
+        ok = v["ok"] & (since >= 15)
+        at_apex.append(v["aus"][ok & (fam == smile), _au("AU12")])
+        at_rest.append(v["aus"][ok & (fam == neutral), _au("AU12")])
+        both = v["ok"][1:] & v["ok"][:-1]
+        jumps.append(np.abs(np.diff(v["aus"], axis=0))[both].max(axis=1))
+    assert np.concatenate(at_apex).mean() > np.concatenate(at_rest).mean() + 0.8
+    assert np.median(run_lengths) >= 10               # episodes last, states do not flicker
+    assert np.percentile(np.concatenate(jumps), 50) < 0.4  # ramps are smooth frame to frame
+
+
+def test_blinks_are_brief_and_frequent(population):
+    starts, active = 0, 0
+    for v in population:
+        on = v["aus"][:, _au("AU45")] > 1.0
+        starts += int(np.sum(np.diff(on.astype(int)) == 1))
+        active += int(on.sum())
+    minutes = sum(len(v["aus"]) for v in population) / 30 / 60
+    assert 5 < starts / minutes < 40
+    assert active / starts < 0.5 * 30  # a blink (with any co-occurring AU45 above 1) is well under 0.5 s
+
+
+def test_traits_shape_behaviour_and_labels(population):
+    t = np.stack([v["traits"] for v in population])
+    mean = np.stack([v["aus"][v["ok"]].mean(axis=0) for v in population])
+    change_rate = np.array([np.mean(np.diff(v["states"]) != 0) for v in population])
+    col = {name: t[:, i] for i, name in enumerate(TRAITS)}
+    r = lambda a, b: np.corrcoef(a, b)[0, 1]
+    assert r(col["positivity"], mean[:, _au("AU12")]) > 0.3      # static level
+    assert r(col["tension"], mean[:, _au("AU04")]) > 0.3
+    assert r(col["tempo"], change_rate) > 0.4                     # dynamics
+    assert r(col["expressivity"], mean.mean(axis=1)) > 0.4
+    phq8 = np.array([v["phq8"] for v in population])
+    signal = t @ np.array(LABEL_WEIGHTS["phq8"])
+    assert 0.45 < r(phq8, signal) < 0.97                          # learnable, with noise
