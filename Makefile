@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= runs/demo
-# `make demo PRESET=paper` runs the paper's scale (one GPU): configs/paper/*.yaml
+# A preset is a folder of YAML overrides on top of each script's defaults in configs/:
+# `make paper` (= `make demo PRESET=paper`) runs the paper's scale on one GPU with configs/paper/.
 PRESET ?= demo
-CFG     = configs/$(PRESET)
+preset  = $(if $(wildcard configs/$(PRESET)/$(1).yaml),config=configs/$(PRESET)/$(1).yaml)
 
 .PHONY: demo paper test bench clean-demo
 
@@ -20,18 +21,18 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed
-	$(PY) -m data.synth   config=$(CFG)/synth_pretrain.yaml out=$(OUT)/synth/pretrain
-	$(PY) -m data.synth   config=$(CFG)/synth_task_a.yaml   out=$(OUT)/synth/task_a
-	$(PY) -m data.synth   config=$(CFG)/synth_task_b.yaml   out=$(OUT)/synth/task_b
+	$(PY) -m data.synth   $(call preset,synth_pretrain) kind=pretrain out=$(OUT)/synth/pretrain
+	$(PY) -m data.synth   $(call preset,synth_task_a) kind=task_a out=$(OUT)/synth/task_a
+	$(PY) -m data.synth   $(call preset,synth_task_b) kind=task_b out=$(OUT)/synth/task_b
 	$(PY) -m data.ingest  src=$(OUT)/synth/pretrain/openface out=$(OUT)/corpus/pretrain
 	$(PY) -m data.ingest  src=$(OUT)/synth/task_a/openface   out=$(OUT)/corpus/task_a
 	$(PY) -m data.ingest  src=$(OUT)/synth/task_b/openface   out=$(OUT)/corpus/task_b
-	$(PY) cluster.py      config=$(CFG)/cluster.yaml corpus=$(OUT)/corpus/pretrain out=$(OUT)/vocab
+	$(PY) cluster.py      $(call preset,cluster) corpus=$(OUT)/corpus/pretrain out=$(OUT)/vocab
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_a vocab=$(OUT)/vocab out=$(OUT)/tokens/task_a
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_b vocab=$(OUT)/vocab out=$(OUT)/tokens/task_b
-	$(PY) embed.py        config=$(CFG)/embed.yaml tokens=$(OUT)/vocab out=$(OUT)/embed
-	$(PY) train.py        config=$(CFG)/sweep_task_a.yaml root=$(OUT) out=$(OUT)/train/task_a
-	$(PY) train.py        config=$(CFG)/sweep_task_b.yaml root=$(OUT) out=$(OUT)/train/task_b
+	$(PY) embed.py        $(call preset,embed) tokens=$(OUT)/vocab out=$(OUT)/embed
+	$(PY) train.py        $(call preset,sweep_task_a) root=$(OUT) out=$(OUT)/train/task_a
+	$(PY) train.py        $(call preset,sweep_task_b) root=$(OUT) out=$(OUT)/train/task_b
 	@echo; cat $(OUT)/train/task_a/results.md; echo; cat $(OUT)/train/task_b/results.md
 	@echo; echo "TensorBoard: $(PY) -m tensorboard.main --logdir $(OUT)"
 
