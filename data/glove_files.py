@@ -1,0 +1,71 @@
+"""The files the Stanford GloVe tools read and write, and the TensorBoard projector view.
+
+- `cooccurrence.bin`: CREC records, C struct {int32 word1; int32 word2; float64 val;} (16 bytes,
+  little-endian), ids 1-based in `vocab.txt` order, one record per nonzero (row-major order, not
+  shuffled: run Stanford `shuffle` before `glove` for its SGD).
+- `vocab.txt`: `token count` per line, line k = id k - 1. Stanford `glove` refuses to save text
+  vectors when its vocabulary holds the literal `<unk>` (it appends its own), so that one name can be
+  written differently here (`stanford_unk_name` in configs/embed.yaml).
+- `vectors_d{d}.txt`: GloVe text format, `token v_1 ... v_d` per line (W + W~), no header.
+All are written atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.io import atomic_path, save_text
+
+CREC = np.dtype([("word1", "<i4"), ("word2", "<i4"), ("value", "<f8")])
+
+
+def write_crec(matrix: torch.Tensor, path: str | Path) -> int:
+    """Write the nonzeros of a sparse (V, V) matrix as CREC records; returns their number."""
+    matrix = matrix.coalesce().cpu()
+    rows, cols = matrix.indices().numpy()
+    records = np.empty(rows.size, dtype=CREC)
+    records["word1"], records["word2"] = rows + 1, cols + 1
+    records["value"] = matrix.values().numpy()
+    with atomic_path(path) as tmp:
+        records.tofile(tmp)
+    return int(rows.size)
+
+
+def read_crec(path: str | Path, vocab_size: int) -> torch.Tensor:
+    """Sparse (V, V) float64 from a CREC file (1-based ids); duplicates are summed."""
+    records = np.fromfile(path, dtype=CREC)
+    index = torch.from_numpy(np.stack([records["word1"], records["word2"]]).astype(np.int64) - 1)
+    return torch.sparse_coo_tensor(index, torch.from_numpy(records["value"].copy()), (vocab_size, vocab_size),
+                                   check_invariants=True).coalesce()
+
+
+def write_vocab_txt(names: list[str], counts: torch.Tensor, path: str | Path, *, unk_name: str | None = None) -> None:
+    shown = [unk_name if (unk_name and n == "<unk>") else n for n in names]
+    save_text("".join(f"{n} {int(c)}\n" for n, c in zip(shown, counts.tolist())), path)
+
+
+def write_vectors_txt(names: list[str], vectors: torch.Tensor, path: str | Path) -> None:
+    """GloVe text format; `%.6f` as Stanford `glove` writes (embeddings_d*.pt keeps full precision)."""
+    values = vectors.detach().cpu().double().numpy()
+    lines = [name + " " + " ".join(f"{v:.6f}" for v in row) for name, row in zip(names, values)]
+    save_text("\n".join(lines) + "\n", path)
+
+
+def read_vectors_txt(path: str | Path) -> tuple[list[str], np.ndarray]:
+    names, rows = [], []
+    for line in Path(path).read_text().splitlines():
+        name, *values = line.split(" ")
+        names.append(name)
+        rows.append([float(v) for v in values])
+    return names, np.asarray(rows)
+
+
+def write_projector(log_dir: str | Path, vectors: torch.Tensor, metadata: list[list[str]], *, tag: str,
+                    step: int, header: tuple[str, ...] = ("token", "count", "dominant_aus")) -> None:
+    """TensorBoard projector view: one point per token, labelled with its metadata row."""
+    from torch.utils.tensorboard import SummaryWriter
+    with SummaryWriter(str(log_dir)) as writer:   # a fresh writer: its projector_config lists this view once
+        writer.add_embedding(vectors.detach().float().cpu(), metadata=metadata, metadata_header=list(header),
+                             tag=tag, global_step=step)

@@ -1,0 +1,141 @@
+"""python embed.py tokens=DIR out=DIR — the co-occurrence of the tokens, then GloVe for each dimension.
+
+Reads DIR/tokens.pt (and vocab.tsv, centroids.pt beside it) as cluster.py writes them. Writes to out/:
+    config.yaml                  the resolved config
+    cooccurrence.pt              {"matrix": sparse COO (V, V) float64, "fingerprint", ...}
+    cooccurrence.bin, vocab.txt  the same matrix for the Stanford `glove` tool (CREC, 1-based ids)
+    vectors_d{d}.txt             GloVe text format, W + W~
+    embeddings_d{d}.pt           {"W", "W_tilde" (V, d), "b", "b_tilde" (V,), "tokens", "fingerprint", ...}
+    tb/d{d}/                     TensorBoard: the loss curve and the projector view (token, count, dominant AUs)
+    summary.json                 written last: sizes, losses, timings
+Run it again with the same config to resume: the co-occurrence and finished dimensions are reused,
+an interrupted dimension continues from checkpoints/glove_d{d}.pt. Adding dimensions to `dims` is allowed.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from data.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
+from data.glove_files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
+from data.token_set import TokenFileError, load_tokens
+from models.glove_trainer import GloveConfig, GloveTrainer, check_config as check_glove
+from utils.config import ConfigError, load_config
+from utils.device import pick_device
+from utils.io import fingerprint, save_json, save_torch
+from utils.runs import RunDirError, open_run_dir
+
+DEFAULTS = Path(__file__).resolve().parent / "configs" / "embed.yaml"
+
+
+@dataclass
+class EmbedConfig:
+    tokens: str = ""                      # folder holding tokens.pt (or the file itself); required
+    out: str = "runs/embed"
+    device: str = "auto"
+    dims: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
+    stanford_unk_name: str = "<raw_unk>"  # the name of <unk> in vocab.txt only (see data/glove_files.py)
+    cooccurrence: CooccurrenceConfig = field(default_factory=CooccurrenceConfig)
+    glove: GloveConfig = field(default_factory=GloveConfig)
+
+
+def check_config(cfg) -> None:
+    if not cfg.tokens:
+        raise ConfigError("tokens: required — the folder holding tokens.pt (tokens=DIR)")
+    if not cfg.dims or any(d < 1 for d in cfg.dims) or len(set(cfg.dims)) != len(cfg.dims):
+        raise ConfigError(f"dims: must be distinct positive integers, got {list(cfg.dims)}")
+    if not cfg.stanford_unk_name or any(c.isspace() for c in cfg.stanford_unk_name):
+        raise ConfigError(f"stanford_unk_name: must be one word, got {cfg.stanford_unk_name!r}")
+    check_cooccurrence(cfg.cooccurrence)
+    check_glove(cfg.glove)
+
+
+def load_own(path: Path, stamp: dict) -> dict:
+    """An artifact of this run directory; one made from other tokens must not be mixed with this run's."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    for key, value in stamp.items():
+        if saved.get(key) != value:
+            raise RunDirError(f"{path} was made from other tokens ({key} {saved.get(key)} != {value}); "
+                              f"use another out= or delete {path.parent}")
+    return saved
+
+
+def main(argv: list[str]) -> None:
+    cfg = load_config(EmbedConfig, argv, DEFAULTS)
+    check_config(cfg)
+    device = pick_device(cfg.device)
+    out = open_run_dir(cfg.out, cfg, ignore=("device", "dims"))
+    vocab = load_tokens(cfg.tokens)
+    V = vocab.vocab_size
+    stamp = {"fingerprint": vocab.fingerprint, "tokens_fingerprint": fingerprint(vocab.tokens, vocab.offsets)}
+    counts = vocab.counts                                                      # (V,) int64
+    print(f"tokens: {vocab.path} — {vocab.tokens.numel()} tokens, {vocab.offsets.numel() - 1} sequences, "
+          f"V = {V}, vocabulary {vocab.fingerprint}; device {device}")
+
+    # 1. co-occurrence (reused when this run already built it)
+    cooc_file = out / "cooccurrence.pt"
+    if cooc_file.exists():
+        saved = load_own(cooc_file, stamp)
+        matrix, cooc_seconds = saved["matrix"], saved["seconds"]
+        print(f"co-occurrence: reusing {cooc_file}")
+    else:
+        c = cfg.cooccurrence
+        start = time.perf_counter()
+        matrix = cooccurrence(vocab.tokens.to(device), vocab.offsets.to(device), vocab_size=V, window=c.window,
+                              weighting=c.weighting, unk=c.unk, unk_id=vocab.specials["<unk>"],
+                              chunk_tokens=c.chunk_tokens, dense_max_entries=c.dense_max_entries).cpu()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        cooc_seconds = time.perf_counter() - start
+        write_crec(matrix, out / "cooccurrence.bin")
+        write_vocab_txt(vocab.names, counts, out / "vocab.txt", unk_name=cfg.stanford_unk_name)
+        save_torch({"matrix": matrix, **stamp, "vocab_size": V, "tokens": vocab.names, "seconds": cooc_seconds,
+                    **OmegaConf.to_container(c)}, cooc_file)           # written last: marks it done
+    nnz = matrix._nnz()
+    print(f"co-occurrence: {nnz} nonzeros ({nnz / V ** 2:.1%} of V x V), total {matrix.values().sum():.6g}, "
+          f"built in {cooc_seconds:.2f} s")
+    if nnz == 0:
+        raise TokenFileError(f"{vocab.path}: the co-occurrence matrix is empty (no sequence has two tokens?)")
+
+    # 2. GloVe, one dimension at a time; a finished dimension is skipped
+    summary = {"vocab_size": V, "nonzeros": nnz, "cooccurrence_seconds": cooc_seconds, **stamp, "dims": {}}
+    metadata = [[name, str(int(n)), aus or "-"] for name, n, aus in zip(vocab.names, counts, vocab.dominant_aus)]
+    for d in cfg.dims:
+        final = out / f"embeddings_d{d}.pt"
+        if final.exists():
+            done = load_own(final, stamp)
+            print(f"d={d}: finished already ({final})")
+        else:
+            checkpoint = out / "checkpoints" / f"glove_d{d}.pt"
+            start = time.perf_counter()
+            trainer = GloveTrainer(matrix, dim=d, cfg=cfg.glove, device=device, fingerprint=vocab.fingerprint)
+            result = trainer.fit(checkpoint=checkpoint, tb_dir=out / "tb" / f"d{d}", tag=f"glove_d{d}")
+            seconds = time.perf_counter() - start
+            model = result.model
+            vectors = model.vectors().cpu()                                    # (V, d) W + W~
+            write_vectors_txt(vocab.names, vectors, out / f"vectors_d{d}.txt")
+            write_projector(out / "tb" / f"d{d}", vectors, metadata, tag=f"glove_d{d}", step=result.epochs)
+            done = {name: getattr(model, name).detach().cpu() for name in ("W", "W_tilde", "b", "b_tilde")}
+            done.update(tokens=vocab.names, **stamp, dim=d, epochs=result.epochs, converged=result.converged,
+                        losses=result.losses, seconds=seconds, config=OmegaConf.to_container(cfg.glove))
+            save_torch(done, final)                                            # written last: marks d done
+            checkpoint.unlink(missing_ok=True)
+            if not any(checkpoint.parent.iterdir()):
+                checkpoint.parent.rmdir()
+            print(f"d={d}: {result.epochs} epochs, loss {result.losses[-1]:.6g}, {seconds:.1f} s")
+        summary["dims"][str(d)] = {"epochs": done["epochs"], "final_loss": done["losses"][-1],
+                                   "converged": done["converged"], "seconds": done["seconds"]}
+    save_json(summary, out / "summary.json")
+    print(f"embeddings in {out}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, FileNotFoundError, RunDirError, TokenFileError) as err:
+        sys.exit(f"embed.py: {err}")

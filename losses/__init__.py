@@ -1,0 +1,1 @@
+"""Losses that are more than one line of torch: the GloVe weighted least squares."""
