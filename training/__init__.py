@@ -1,0 +1,1 @@
+"""Downstream regression: training loop, protocols, metrics, results tables."""

@@ -1,0 +1,184 @@
+"""The one config schema of train.py, and how a sweep composes a run's config from layers.
+
+`task=task_a` picks the task section (inputs, targets, protocol, sequence options), `model=NAME`
+picks a model from the registry and its section (same name). Every section is a dataclass, so
+a misspelled key or a wrong type anywhere is an error naming the key. A run directory stores only
+the sections the run used (`run_config`), so changing another model's options does not make a
+finished run look different.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from utils.config import ConfigError, _merge, parse_overrides
+
+TASKS = ("task_a", "task_b")
+TASK_A_TARGETS = ["conceptual_disorganisation", "flow_of_conversation", "hallucinations", "suspiciousness", "delusions"]
+
+
+@dataclass
+class TaskConfig:
+    corpus: str = ""         # frame corpus dir (data.ingest): bilstm_au and the baselines
+    tokens: str = ""         # dir holding tokens.pt (cluster.py with the pretraining vocabulary)
+    embeddings: str = ""     # dir holding embeddings_d{d}.pt (embed.py): bilstm_glove
+    labels: str = ""         # labels.csv
+    targets: List[str] = field(default_factory=list)  # empty: every target column of labels.csv
+    protocol: str = "kfold"  # kfold | split
+    folds: int = 10
+    grouped: bool = False    # kfold: no subject in two of train/validation/test
+    fold_seed: int = 42
+    val_fraction: float = 0.25
+    restarts: int = 1        # models trained per target and split; the best on validation is kept
+    select: str = "ccc"      # validation metric choosing restarts and SVR settings: ccc | pcc | rmse
+    joint_targets: bool = False  # one network predicts all targets (fast) instead of one per target (paper)
+    max_len: Optional[int] = None  # steps kept per sequence after striding (None: all)
+    stride: int = 1          # keep every stride-th frame/token, after cropping to max_len * stride
+    crop: str = "last"       # keep the last (released code) or first max_len * stride
+
+
+@dataclass
+class LoopConfig:
+    lr: float = 1e-3
+    batch_size: int = 8
+    max_epochs: int = 100
+    patience: int = 10       # early stopping on validation loss, per replica
+    parallel_restarts: int = 0  # replicas (targets x restarts) per batched model; 0: all on CUDA, 1 on CPU
+    bucket: bool = True      # length-bucketed batches (less padding)
+
+
+@dataclass
+class BiLSTMConfig:
+    hidden: int = 32
+    head: int = 64
+    input_dropout: float = 0.4
+    head_dropout: float = 0.2  # released code; the paper does not mention it
+    pack: bool = False         # PackedSequence instead of the (exact, faster on CPU) reversal
+
+
+@dataclass
+class TokensConfig(BiLSTMConfig):
+    embed_dim: int = 50
+    freeze: bool = False
+
+
+@dataclass
+class GloveConfig(BiLSTMConfig):
+    d: int = 50
+    freeze: bool = False       # released code: the embedding is fine-tuned
+
+
+@dataclass
+class RandomConfig:
+    draws: int = 100
+
+
+@dataclass
+class StaticConfig:
+    diff: str = "abs"          # mean |first difference| (default) or the signed mean (see data/features.py)
+    full_sequence: bool = True  # features over the whole sequence, ignoring max_len / stride
+
+
+@dataclass
+class CDMConfig:
+    C: List[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])
+    kernels: List[str] = field(default_factory=lambda: ["rbf", "linear"])
+    epsilon: float = 0.1
+    max_iter: int = 1_000_000
+    offset: float = 0.2
+    levels: int = 4
+    full_sequence: bool = True
+
+
+@dataclass
+class TrainConfig:
+    task: str = "task_a"
+    model: str = "bilstm_au"
+    root: str = "runs/demo"    # the pipeline's output folder; the task paths in train.yaml hang off it
+    out: str = "${root}/train/${task}/${model}"
+    sweep: str = ""            # a sweep YAML: run every row of it instead of one model
+    sweep_out: str = ""        # where the sweep's runs and tables go (empty: the sweep's `out`, else ROOT/train)
+    sweep_tasks: List[str] = field(default_factory=list)  # run only these tasks of the sweep (empty: all)
+    workers: int = 1           # sweep: runs trained at once, one process each
+    device: str = "auto"
+    threads: int = 0           # torch threads per process; 0: 1 on the CPU (see threads_for), cores / workers on CUDA
+    seed: int = 0
+    progress: bool = True
+    task_a: TaskConfig = field(default_factory=lambda: TaskConfig(targets=list(TASK_A_TARGETS)))
+    task_b: TaskConfig = field(default_factory=lambda: TaskConfig(
+        targets=["phq8"], protocol="split", restarts=50, max_len=500, stride=6))
+    train: LoopConfig = field(default_factory=LoopConfig)
+    bilstm_au: BiLSTMConfig = field(default_factory=BiLSTMConfig)
+    bilstm_tokens: TokensConfig = field(default_factory=TokensConfig)
+    bilstm_glove: GloveConfig = field(default_factory=GloveConfig)
+    random: RandomConfig = field(default_factory=RandomConfig)
+    static_lr: StaticConfig = field(default_factory=StaticConfig)
+    cdm_svr: CDMConfig = field(default_factory=CDMConfig)
+
+
+def threads_for(cfg: DictConfig, workers: int = 1) -> int:
+    """Torch threads per process. On the CPU one: these LSTMs are too small for intra-op threads to
+    pay, and on a busy machine OpenMP threads that spin-wait made one run 3-20x slower (measured)."""
+    if cfg.threads:
+        return cfg.threads
+    from utils.device import pick_device
+    if pick_device(cfg.device).type == "cpu":
+        return 1
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
+# keys of a run that may change between resumptions without changing its results
+RESUMABLE_KEYS = ("device", "threads")
+
+
+def compose(argv: Sequence[str] = (), *, before: Sequence[tuple[str, Any]] = (),
+            after: Sequence[tuple[str, Any]] = (), defaults: str | Path | None = "configs/train.yaml") -> DictConfig:
+    """schema <- defaults YAML <- config=FILE <- `before` layers <- argv pairs <- `after` layers.
+
+    Layers are (source, dict or DictConfig); a sweep puts its common settings before the command
+    line and each row's own settings (task, model, out, overrides) after it. Errors name the source.
+    """
+    cfg = OmegaConf.structured(TrainConfig)
+    if defaults is not None and Path(defaults).exists():
+        cfg = _merge(cfg, OmegaConf.load(defaults), str(defaults))
+    user_yaml, pairs = parse_overrides(argv)
+    if user_yaml is not None:
+        if not Path(user_yaml).exists():
+            raise ConfigError(f"config={user_yaml}: no such file")
+        cfg = _merge(cfg, OmegaConf.load(user_yaml), user_yaml)
+    layers = [*before, ("command line", OmegaConf.from_dotlist(pairs)), *after]
+    for source, layer in layers:
+        cfg = _merge(cfg, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source)
+    check(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def check(cfg: DictConfig) -> None:
+    """Values the types cannot check."""
+    from models.registry import known_models
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task={cfg.task}: unknown task; known tasks: {', '.join(TASKS)}")
+    if cfg.model not in known_models():
+        raise ConfigError(f"model={cfg.model}: unknown model; known models: {', '.join(known_models())}")
+    if cfg.model not in cfg:
+        raise ConfigError(f"model={cfg.model} has no config section in training/config.py")
+    task = cfg[cfg.task]
+    if task.protocol not in ("kfold", "split"):
+        raise ConfigError(f"{cfg.task}.protocol={task.protocol}: must be kfold or split")
+    if task.select not in ("ccc", "pcc", "rmse", "mse"):
+        raise ConfigError(f"{cfg.task}.select={task.select}: must be ccc, pcc, rmse or mse")
+    if task.restarts < 1 or task.folds < 2 or task.stride < 1:
+        raise ConfigError(f"{cfg.task}: restarts >= 1, folds >= 2 and stride >= 1 are required")
+
+
+def run_config(cfg: DictConfig) -> DictConfig:
+    """What one run depends on: the top-level keys, its task section, the loop and its model section.
+    It is itself a valid `config=FILE` for train.py."""
+    keep = ["task", "model", "device", "threads", "seed", cfg.task, "train", cfg.model]
+    return OmegaConf.create({k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig)
+                             else cfg[k] for k in keep})
