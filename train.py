@@ -15,19 +15,20 @@ from training.config import compose, threads_for
 from training.experiment import run
 from training.sweep import run_sweep
 from utils.config import ConfigError
+from utils.runs import RunDirError
 
 
 def main(argv: list[str]) -> int:
     try:
         cfg = compose(argv)
-    except ConfigError as err:
+        if cfg.sweep:
+            return run_sweep(cfg, argv)
+        torch.set_num_threads(threads_for(cfg))
+        threadpool_limits(threads_for(cfg))  # numpy / scikit-learn BLAS as well
+        metrics = run(cfg)
+    except (ConfigError, RunDirError) as err:  # a user's mistake: the message, not a traceback
         print(f"train.py: {err}", file=sys.stderr)
         return 2
-    if cfg.sweep:
-        return run_sweep(cfg, argv)
-    torch.set_num_threads(threads_for(cfg))
-    threadpool_limits(threads_for(cfg))  # numpy / scikit-learn BLAS as well
-    metrics = run(cfg)
     print(f"{cfg.task}/{cfg.model} -> {cfg.out}")
     for target, s in metrics["targets"].items():
         print(f"  {target:28s} pcc {s['pcc']:.3f} ± {s['pcc_std']:.3f}  rmse {s['rmse']:.3f} ± {s['rmse_std']:.3f}"

@@ -4,8 +4,8 @@
 
 A run's config is composed as: train.yaml <- config=FILE <- the sweep's `common` <- the command
 line <- the row (`task`, `model`, `out`, then its `set`). Runs live in `<out>/<task>/<row id>`; a run
-whose metrics.json exists is not redone (and open_run_dir refuses one whose config changed), so an
-interrupted sweep resumes where it stopped. With `workers > 1` runs train in parallel processes
+whose metrics.json exists is not redone, so an interrupted sweep resumes where it stopped; a
+finished run whose config changed since is refused (utils.runs.open_run_dir) before anything trains. With `workers > 1` runs train in parallel processes
 (each with cores / workers torch threads; on a GPU they share the device).
 """
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Any, Dict, List
 from omegaconf import DictConfig, OmegaConf
 
 from models.registry import get_model
-from training.config import TrainConfig, compose, threads_for
+from training.config import RESUMABLE_KEYS, TrainConfig, compose, run_config, threads_for
 from training.results import write_results
 from utils.config import ConfigError, _merge
 from utils.io import load_json, save_text
+from utils.runs import open_run_dir
 
 
 @dataclass
@@ -97,6 +98,8 @@ def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
         sweep.tasks = list(cfg.sweep_tasks)
     jobs = plan(sweep, argv, root)
     workers = cfg.workers if any(a.startswith("workers=") for a in argv) or not sweep.workers else sweep.workers
+    for _, _, run_cfg in jobs:  # refuses, before anything trains, a finished run whose config changed
+        open_run_dir(run_cfg.out, run_config(run_cfg), ignore=RESUMABLE_KEYS)
     todo = [j for j in jobs if not (Path(j[2].out) / "metrics.json").exists()]
     # sequence models first: the longest runs start early, the baselines fill the gaps
     todo.sort(key=lambda j: get_model(j[2].model).kind != "sequence")
