@@ -31,9 +31,7 @@ demo: $(VENV)/.installed
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_a vocab=$(OUT)/vocab out=$(OUT)/tokens/task_a
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_b vocab=$(OUT)/vocab out=$(OUT)/tokens/task_b
 	$(PY) embed.py        $(call preset,embed) tokens=$(OUT)/vocab out=$(OUT)/embed
-	$(PY) train.py        $(call preset,sweep_task_a) root=$(OUT) out=$(OUT)/train/task_a
-	$(PY) train.py        $(call preset,sweep_task_b) root=$(OUT) out=$(OUT)/train/task_b
-	@echo; cat $(OUT)/train/task_a/results.md; echo; cat $(OUT)/train/task_b/results.md
+	$(PY) train.py        sweep=$(firstword $(wildcard configs/$(PRESET)/sweep.yaml) configs/sweep.yaml) root=$(OUT)
 	@echo; echo "TensorBoard: $(PY) -m tensorboard.main --logdir $(OUT)"
 
 paper:
