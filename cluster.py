@@ -1,0 +1,148 @@
+"""The vocabulary stage: k-means over all frames (an elbow sweep over k), then one token per frame.
+
+    python cluster.py corpus=DIR out=DIR k=1000
+    python cluster.py corpus=DIR out=DIR sweep=[100,200,500,1000,2000,5000,10000]   # tokens for the knee's k
+    python cluster.py corpus=DIR out=DIR sweep=[...] k=1000                          # sweep, tokens for k=1000
+    python cluster.py corpus=DOWNSTREAM out=DIR vocab=VOCAB_DIR                      # reuse a vocabulary
+    python cluster.py corpus=DIR out=DIR config=configs/cluster_paper.yaml           # the paper's settings
+
+Writes to out/: config.yaml; sweep/k{k}.pt (each finished k; a re-run resumes after the last one);
+elbow.csv, elbow.png (with a sweep); tb/ (TensorBoard); centroids.pt, vocab.tsv, centroids.png,
+summary.json; tokens.pt last. With vocab=: tokens.pt and summary.json only, the <unk> rule using
+the pretraining counts stored in the vocabulary.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from data.corpus import FrameCorpus
+from data.tokens import N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, nearest, tokenize, write_vocab_tsv
+from models.elbow import fit_or_load, knee, write_elbow_csv
+from models.kmeans_plots import plot_centroids, plot_elbow
+from utils.config import ConfigError, load_config
+from utils.device import pick_device
+from utils.io import save_json
+from utils.runs import open_run_dir
+
+ROOT = Path(__file__).resolve().parent
+
+
+@dataclass
+class ClusterConfig:
+    corpus: str = ""              # frame corpus directory (python -m data.ingest)
+    out: str = ""                 # run directory
+    vocab: str = ""               # an existing vocabulary (a cluster.py out dir): tokenise only
+    k: int = 0                    # clusters for the tokens; 0 = the knee of the sweep
+    sweep: list[int] = field(default_factory=list)  # k values of the elbow sweep (paper: 100 ... 10000)
+    min_count: int = 500          # <unk>: cluster with fewer frames than this in the pretraining corpus
+    max_dist: float = 1.75        # <unk>: frame farther than this from its centre (raw AU units)
+    n_init: int = 1               # k-means restarts; the lowest inertia is kept
+    max_iter: int = 300
+    tol: float = 1e-5             # stop when inertia falls by less than this fraction (0: off)
+    reassign_tol: float = 1e-4    # stop when at most this fraction of frames changes cluster (kmcuda: 0.01)
+    seed: int = 0
+    init_sample: int = 200_000    # k-means++ runs on this many frames drawn at random (all if fewer)
+    backend: str = "auto"         # auto (keops on CUDA, torch on CPU) | keops | torch
+    chunk: int = 0                # frames per assignment chunk; 0 = backend default
+    batch_restarts: bool = True   # run the n_init restarts in one batched reduction
+    device: str = "auto"
+    dominant_min: float = 1.0     # vocab.tsv: AUs of a centre at least this intense are "dominant"
+    dominant_top: int = 3         # vocab.tsv: at most this many dominant AUs per token
+    plot_top: int = 50            # centroids.png: the most frequent centres shown
+
+
+# keys that may change between runs in one out/ directory: they do not change a fitted k
+MAY_CHANGE = ("device", "k", "sweep", "backend", "chunk", "batch_restarts", "dominant_min", "dominant_top", "plot_top")
+
+
+def main(argv: list[str]) -> dict:
+    cfg = load_config(ClusterConfig, argv, ROOT / "configs" / "cluster.yaml")
+    if not cfg.corpus or not cfg.out:
+        raise ConfigError("corpus= and out= are required")
+    if not cfg.vocab and not cfg.sweep and cfg.k <= 0:
+        raise ConfigError("give k=K, sweep=[...] or vocab=DIR")
+    device = pick_device(cfg.device)
+    corpus = FrameCorpus.load(cfg.corpus, device)
+    check_finite(corpus, cfg.corpus)
+    frames = corpus.frames                                        # (N, D) float32
+    ks = [] if cfg.vocab else list(cfg.sweep) + ([cfg.k] if cfg.k > 0 and cfg.k not in cfg.sweep else [])
+    for k in ks:
+        if not 1 <= k <= corpus.n_frames:
+            raise ConfigError(f"k={k}: must be between 1 and the corpus's {corpus.n_frames} frames")
+    out = open_run_dir(cfg.out, cfg, ignore=MAY_CHANGE)
+    print(f"corpus {cfg.corpus}: {corpus.n_frames} frames, {corpus.n_sequences} sequences; device {device}")
+
+    # --- downstream corpus: an existing vocabulary, no clustering
+    if cfg.vocab:
+        vocab = Vocabulary.load(cfg.vocab)
+        labels, dist = nearest(frames, vocab.centroids, backend=cfg.backend, chunk=cfg.chunk)
+        tokens = tokenize(corpus, vocab, labels, dist)
+        unk = float((vocab.frame_tokens(labels, dist) == UNK).float().mean()) if corpus.n_frames else 0.0
+        summary = {"vocab": cfg.vocab, "vocab_fingerprint": vocab.fingerprint, "k": vocab.k,
+                   "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk}
+        save_json(summary, out / "summary.json")
+        tokens.save(out)
+        print(f"tokens of {corpus.n_frames} frames with vocabulary {cfg.vocab} (k={vocab.k}): <unk> {unk:.1%}")
+        return summary
+
+    # --- the sweep: every k fitted once, kept on disk as it finishes
+    writer = SummaryWriter(str(out / "tb"))
+    fitted = {}
+    for k in ks:
+        log = lambda it, r, inertia, frac, k=k: writer.add_scalar(f"kmeans_k{k}/inertia_restart{r}", inertia, it)
+        fitted[k] = r = fit_or_load(frames, k, cache=out / "sweep", params=dict(cfg),
+                                    corpus_fingerprint=corpus.fingerprint, backend=cfg.backend, chunk=cfg.chunk,
+                                    batch_restarts=cfg.batch_restarts, callback=log)
+        if not r["loaded"]:
+            for name, key in (("mean_dist", "mean_dist"), ("inertia", "inertia"), ("iterations", "n_iter"),
+                              ("seconds", "seconds")):
+                writer.add_scalar(f"elbow/{name}", r[key], k)
+            writer.flush()
+        print(f"k={k}: mean distance {r['mean_dist']:.4f}, inertia {r['inertia']:.6g}, {r['n_iter']} iterations "
+              f"({r['stop']}), {r['seconds']:.1f} s" + (" [finished earlier]" if r["loaded"] else ""))
+    summary = {"corpus_fingerprint": corpus.fingerprint}
+    if cfg.sweep:
+        swept = [fitted[k] for k in cfg.sweep]
+        suggested = knee([r["k"] for r in swept], [r["mean_dist"] for r in swept])
+        write_elbow_csv(out / "elbow.csv", swept)
+        plot_elbow(out / "elbow.png", swept, suggested)
+        summary["suggested_k"] = suggested
+        print(f"elbow: suggested k = {suggested} (knee of mean distance against log k)")
+    k = cfg.k if cfg.k > 0 else summary["suggested_k"]
+
+    # --- tokens for the chosen k: counts and distances on this (the pretraining) corpus
+    centroids = fitted[k]["centroids"].to(device)
+    labels, dist = nearest(frames, centroids, backend=cfg.backend, chunk=cfg.chunk)
+    vocab = Vocabulary(centroids=centroids, counts=torch.bincount(labels, minlength=k), au_names=corpus.au_names,
+                       min_count=cfg.min_count, max_dist=cfg.max_dist, corpus_fingerprint=corpus.fingerprint)
+    tokens = tokenize(corpus, vocab, labels, dist)
+    vocab.save(out)
+    write_vocab_tsv(out / "vocab.tsv", vocab, tokens, labels, dist, min_intensity=cfg.dominant_min,
+                    top=cfg.dominant_top)
+    names = vocab.token_names[N_SPECIAL:]                         # (k,) c0, c1, ...
+    plot_centroids(out / "centroids.png", vocab.centroids, vocab.counts, vocab.au_names, names, top=cfg.plot_top)
+    aus = [dominant_aus(c, vocab.au_names, min_intensity=cfg.dominant_min, top=cfg.dominant_top)
+           for c in vocab.centroids]
+    writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(names, map(int, vocab.counts), aus)),
+                         metadata_header=["token", "count", "dominant_aus"])
+    writer.close()
+    rare = vocab.counts[labels] < cfg.min_count
+    far = dist > cfg.max_dist
+    summary.update(k=k, vocab_size=vocab.size, vocab_fingerprint=vocab.fingerprint,
+                   rare_clusters=int((vocab.counts < cfg.min_count).sum()),
+                   unk_fraction=float((rare | far).float().mean()), unk_rare_fraction=float(rare.float().mean()),
+                   unk_far_fraction=float(far.float().mean()), mean_dist=float(dist.double().mean()))
+    save_json(summary, out / "summary.json")
+    tokens.save(out)  # last: its presence marks the stage finished
+    print(f"k={k}: V={vocab.size} tokens, <unk> {summary['unk_fraction']:.1%} of frames "
+          f"({summary['rare_clusters']} clusters under {cfg.min_count} frames); wrote {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,213 @@
+"""Frames -> token ids, and the two artifacts that carry them (`centroids.pt`, `tokens.pt`).
+
+Token ids: 0 `<unk>`, 1 `<start>`, 2 `<end>`, cluster c -> c + 3 (V = k + 3). A frame becomes
+`<unk>` when its cluster has fewer than `min_count` frames in the pretraining corpus, or when it is
+farther than `max_dist` (Euclidean, raw AU units) from its centre. Sequence s becomes
+`<start>`, one token per frame of s, `<end>`.
+
+The vocabulary fingerprint hashes the centres, the pretraining counts and the two thresholds:
+everything that decides a token. `tokens.pt` carries it, and `Tokens.load(..., vocab=...)` refuses
+tokens made with another vocabulary.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.corpus import FrameCorpus
+from models.kmeans import assign, cpu_threads, exact_sq_dist
+from utils.io import fingerprint, save_text, save_torch
+
+SPECIALS = {"<unk>": 0, "<start>": 1, "<end>": 2}
+UNK, START, END = 0, 1, 2
+N_SPECIAL = len(SPECIALS)
+CENTROIDS_FILE, TOKENS_FILE, VOCAB_TSV = "centroids.pt", "tokens.pt", "vocab.tsv"
+
+
+def vocab_fingerprint(centroids: torch.Tensor, counts: torch.Tensor, min_count: int, max_dist: float) -> str:
+    return fingerprint(centroids.detach().float().cpu(), counts.detach().long().cpu(),
+                       np.array([min_count, max_dist], dtype=np.float64))
+
+
+def _load(path: Path, what: str, keys: tuple[str, ...]) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: no {what} there")
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
+    if missing:
+        raise ValueError(f"{path}: not a {what} file (missing {', '.join(missing)})")
+    return obj
+
+
+@dataclass(kw_only=True)
+class Vocabulary:
+    centroids: torch.Tensor   # (k, D) float32
+    counts: torch.Tensor      # (k,) int64, frames per cluster in the pretraining corpus
+    au_names: list[str]
+    min_count: int
+    max_dist: float
+    corpus_fingerprint: str = ""  # of the pretraining corpus
+
+    @property
+    def k(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def size(self) -> int:
+        return self.k + N_SPECIAL
+
+    @property
+    def fingerprint(self) -> str:
+        return vocab_fingerprint(self.centroids, self.counts, self.min_count, self.max_dist)
+
+    @property
+    def token_names(self) -> list[str]:
+        return list(SPECIALS) + [f"c{c}" for c in range(self.k)]
+
+    def frame_tokens(self, labels: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        return frame_tokens(labels, dist, self.counts.to(labels.device),
+                            min_count=self.min_count, max_dist=self.max_dist)
+
+    def save(self, out: str | Path) -> Path:
+        path = Path(out) / CENTROIDS_FILE
+        save_torch({"centroids": self.centroids.detach().float().cpu(), "counts": self.counts.detach().long().cpu(),
+                    "au_names": list(self.au_names), "fingerprint": self.fingerprint,
+                    "min_count": int(self.min_count), "max_dist": float(self.max_dist),
+                    "corpus_fingerprint": self.corpus_fingerprint}, path)
+        return path
+
+    @classmethod
+    def load(cls, where: str | Path) -> "Vocabulary":
+        """`where` is a directory holding centroids.pt, or the file itself."""
+        path = Path(where)
+        path = path / CENTROIDS_FILE if path.is_dir() or not path.suffix else path
+        obj = _load(path, "vocabulary", ("centroids", "counts", "au_names", "fingerprint", "min_count", "max_dist"))
+        vocab = cls(centroids=obj["centroids"].float(), counts=obj["counts"].long(), au_names=list(obj["au_names"]),
+                    min_count=int(obj["min_count"]), max_dist=float(obj["max_dist"]),
+                    corpus_fingerprint=obj.get("corpus_fingerprint", ""))
+        if vocab.fingerprint != obj["fingerprint"]:
+            raise ValueError(f"{path}: stored fingerprint {obj['fingerprint']} does not match its contents "
+                             f"({vocab.fingerprint}); the file was altered or is damaged")
+        return vocab
+
+
+def frame_tokens(labels: torch.Tensor, dist: torch.Tensor, counts: torch.Tensor, *,
+                 min_count: int, max_dist: float) -> torch.Tensor:
+    """labels (N,) cluster of each frame, dist (N,) Euclidean distance to it -> token ids (N,)."""
+    rare = counts[labels] < min_count       # cluster seen fewer than min_count times
+    far = dist > max_dist                   # frame far from its centre
+    return torch.where(rare | far, UNK, labels + N_SPECIAL)
+
+
+def with_boundaries(tokens: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame tokens (N,) of S sequences cut by offsets (S+1,) -> (N + 2S,) with <start>/<end>
+    around each sequence, and the new offsets (S+1,)."""
+    S = offsets.shape[0] - 1
+    seq = torch.repeat_interleave(torch.arange(S, device=tokens.device), offsets.diff())  # (N,) sequence of each frame
+    new_offsets = offsets + 2 * torch.arange(S + 1, device=offsets.device)
+    out = torch.empty(tokens.shape[0] + 2 * S, dtype=torch.int64, device=tokens.device)
+    out[torch.arange(tokens.shape[0], device=tokens.device) + 2 * seq + 1] = tokens
+    out[new_offsets[:-1]] = START
+    out[new_offsets[1:] - 1] = END
+    return out, new_offsets
+
+
+@dataclass(kw_only=True)
+class Tokens:
+    tokens: torch.Tensor    # (M,) int64, M = N + 2S
+    offsets: torch.Tensor   # (S+1,) int64, sequence s is tokens[offsets[s]:offsets[s+1]]
+    video_ids: list[str]    # (S,) video of each sequence
+    fingerprint: str        # of the vocabulary
+    corpus_fingerprint: str
+    vocab_size: int
+
+    def save(self, out: str | Path) -> Path:
+        path = Path(out) / TOKENS_FILE
+        save_torch({"tokens": self.tokens.detach().long().cpu(), "offsets": self.offsets.detach().long().cpu(),
+                    "video_ids": list(self.video_ids), "fingerprint": self.fingerprint,
+                    "corpus_fingerprint": self.corpus_fingerprint, "vocab_size": int(self.vocab_size),
+                    "specials": dict(SPECIALS)}, path)
+        return path
+
+    @classmethod
+    def load(cls, where: str | Path, *, vocab: "Vocabulary | str | None" = None,
+             corpus_fingerprint: str | None = None) -> "Tokens":
+        """Load tokens.pt; refuse it when it was made with another vocabulary or corpus than expected."""
+        path = Path(where)
+        path = path / TOKENS_FILE if path.is_dir() or not path.suffix else path
+        obj = _load(path, "tokens",
+                    ("tokens", "offsets", "video_ids", "fingerprint", "corpus_fingerprint", "vocab_size"))
+        expected = vocab.fingerprint if isinstance(vocab, Vocabulary) else vocab
+        if expected is not None and obj["fingerprint"] != expected:
+            raise ValueError(f"{path}: tokens were made with vocabulary {obj['fingerprint']}, "
+                             f"not with the expected vocabulary {expected}; re-run cluster.py with it")
+        if corpus_fingerprint is not None and obj["corpus_fingerprint"] != corpus_fingerprint:
+            raise ValueError(f"{path}: tokens are of corpus {obj['corpus_fingerprint']}, "
+                             f"not of the expected corpus {corpus_fingerprint}")
+        return cls(tokens=obj["tokens"], offsets=obj["offsets"], video_ids=list(obj["video_ids"]),
+                   fingerprint=obj["fingerprint"], corpus_fingerprint=obj["corpus_fingerprint"],
+                   vocab_size=int(obj["vocab_size"]))
+
+
+def check_finite(corpus: FrameCorpus, where: str | Path) -> None:
+    """NaN or inf frames are a user error: name the video, the frame within it and the AU."""
+    bad = ~torch.isfinite(corpus.frames)
+    if not bool(bad.any()):
+        return
+    row, col = (int(v) for v in torch.nonzero(bad)[0])
+    s = int(torch.searchsorted(corpus.offsets, torch.tensor(row, device=corpus.offsets.device), right=True)) - 1
+    raise ValueError(f"corpus {where}: {int(bad.any(1).sum())} frames hold NaN or inf; the first is frame "
+                     f"{row - int(corpus.offsets[s])} of video {corpus.sequence_ids[s]} (corpus row {row}), "
+                     f"column {corpus.au_names[col]}")
+
+
+def nearest(frames: torch.Tensor, centroids: torch.Tensor, *, backend: str = "auto",
+            chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames (N, D) -> nearest centre (N,) int64 and its exact Euclidean distance (N,)."""
+    centroids = centroids.to(device=frames.device, dtype=frames.dtype)
+    with cpu_threads() if frames.device.type == "cpu" else contextlib.nullcontext():
+        labels, _ = assign(frames, centroids, backend=backend, chunk=chunk)
+        return labels, exact_sq_dist(frames, centroids, labels).sqrt()
+
+
+def tokenize(corpus: FrameCorpus, vocab: Vocabulary, labels: torch.Tensor, dist: torch.Tensor) -> Tokens:
+    """Token sequences of a corpus whose frames were assigned (labels, dist) to vocab's centres."""
+    if corpus.au_names != vocab.au_names:
+        raise ValueError(f"corpus AUs {corpus.au_names} differ from the vocabulary's {vocab.au_names}")
+    tokens, offsets = with_boundaries(vocab.frame_tokens(labels, dist), corpus.offsets)
+    return Tokens(tokens=tokens, offsets=offsets, video_ids=corpus.sequence_ids, fingerprint=vocab.fingerprint,
+                  corpus_fingerprint=corpus.fingerprint, vocab_size=vocab.size)
+
+
+def dominant_aus(centre: torch.Tensor, au_names: list[str], *, min_intensity: float, top: int) -> str:
+    """'AU12:2.31,AU06:1.80': the strongest AUs of a centre at or above min_intensity ('-' if none)."""
+    values, order = torch.sort(centre.float().cpu(), descending=True)
+    parts = [f"{au_names[i].removesuffix('_r')}:{v:.2f}" for v, i in zip(values.tolist()[:top], order.tolist()[:top])
+             if v >= min_intensity]
+    return ",".join(parts) or "-"
+
+
+def write_vocab_tsv(path: str | Path, vocab: Vocabulary, tokens: Tokens, labels: torch.Tensor,
+                    dist: torch.Tensor, *, min_intensity: float = 1.0, top: int = 3) -> None:
+    """One row per token id. count: for a cluster, its frames in the pretraining corpus (what the
+    <unk> rule reads); for a special token, how often it occurs. mean_dist: mean distance of those
+    frames to their centre ('nan' for <start>/<end>)."""
+    k = vocab.k
+    dist = dist.double()
+    sum_dist = torch.zeros(k, dtype=torch.float64, device=dist.device).index_add_(0, labels, dist)
+    mean = (sum_dist / vocab.counts.to(dist.device).clamp(min=1)).cpu()
+    mean[vocab.counts.cpu() == 0] = float("nan")
+    unk = vocab.frame_tokens(labels, dist) == UNK
+    n_seq = len(tokens.video_ids)
+    rows = ["token\tid\tcount\tmean_dist\tdominant_aus",
+            f"<unk>\t{UNK}\t{int(unk.sum())}\t{float(dist[unk].mean()) if bool(unk.any()) else float('nan'):.4f}\t-",
+            f"<start>\t{START}\t{n_seq}\tnan\t-", f"<end>\t{END}\t{n_seq}\tnan\t-"]
+    names = vocab.token_names
+    for c in range(k):
+        rows.append(f"{names[c + N_SPECIAL]}\t{c + N_SPECIAL}\t{int(vocab.counts[c])}\t{float(mean[c]):.4f}\t"
+                    f"{dominant_aus(vocab.centroids[c], vocab.au_names, min_intensity=min_intensity, top=top)}")
+    save_text("\n".join(rows) + "\n", path)

@@ -1,0 +1,77 @@
+"""The k sweep: one k-means per k, each kept on disk as it finishes, and the elbow's knee.
+
+Each finished k is written atomically to `cache/k{k}.pt`; a re-run loads it instead of fitting
+again, so an interrupted sweep resumes at the next k. The seed of each k is derived from
+(seed, k), so a k's result does not depend on which other k ran before it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from models.kmeans import KMeans
+from utils.io import save_text, save_torch
+
+# KMeans arguments that change a result (backend, chunk and batch_restarts do not)
+RESULT_PARAMS = ("n_init", "max_iter", "tol", "reassign_tol", "seed", "init_sample")
+ELBOW_COLUMNS = ("k", "mean_dist", "inertia", "iterations", "seconds")
+
+
+def seed_for(seed: int, k: int) -> int:
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def fit_or_load(x: torch.Tensor, k: int, *, cache: str | Path, params: dict, corpus_fingerprint: str,
+                backend: str = "auto", chunk: int = 0, batch_restarts: bool = True,
+                callback: Callable[[int, int, float, float], None] | None = None) -> dict:
+    """The k-means result for k: loaded from cache/k{k}.pt when a finished one is there, else fitted
+    and saved. Returns {"k", "centroids" (k, D) CPU, "counts", "inertia", "mean_dist", "n_iter",
+    "stop", "seconds", "history", "restart_inertias", "params", "corpus_fingerprint", "loaded"}."""
+    params = {key: params[key] for key in RESULT_PARAMS}
+    path = Path(cache) / f"k{k}.pt"
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if saved.get("corpus_fingerprint") != corpus_fingerprint or saved.get("params") != params:
+            raise ValueError(f"{path} was fitted on another corpus or with other settings "
+                             f"({saved.get('corpus_fingerprint')}, {saved.get('params')}); "
+                             "delete it or use another out=")
+        return {**saved, "loaded": True}
+    km = KMeans(k=k, **{**params, "seed": seed_for(params["seed"], k)}, backend=backend, chunk=chunk,
+                batch_restarts=batch_restarts)
+    res = km.fit(x, callback=callback)
+    saved = {"k": k, "centroids": res.centroids.float().cpu(), "counts": res.counts.cpu(), "inertia": res.inertia,
+             "mean_dist": res.mean_dist, "n_iter": res.n_iter, "stop": res.stop, "seconds": res.seconds,
+             "history": res.history, "restart_inertias": res.restart_inertias, "params": params,
+             "corpus_fingerprint": corpus_fingerprint}
+    save_torch(saved, path)
+    return {**saved, "loaded": False}
+
+
+def knee(ks: list[int], mean_dists: list[float]) -> int:
+    """The k at the elbow of mean distance against log k (Kneedle, Satopaa et al. 2011).
+
+    Both axes are scaled to [0, 1]; the knee is the point farthest below the chord joining the
+    first and the last point (for a decreasing convex curve, the largest (1 - x) - y). With fewer
+    than three k, or no point below the chord (no elbow), the largest k is returned.
+    """
+    order = np.argsort(ks)
+    k = np.asarray(ks, dtype=np.float64)[order]
+    y = np.asarray(mean_dists, dtype=np.float64)[order]
+    if len(k) < 3 or y[0] == y[-1]:
+        return int(k[-1])
+    x = (np.log(k) - math.log(k[0])) / (math.log(k[-1]) - math.log(k[0]))
+    y = (y - y[-1]) / (y[0] - y[-1])
+    gap = (1 - x) - y
+    best = int(np.argmax(gap))
+    return int(k[best]) if gap[best] > 0 else int(k[-1])
+
+
+def write_elbow_csv(path: str | Path, results: list[dict]) -> None:
+    rows = [",".join(ELBOW_COLUMNS)]
+    for r in sorted(results, key=lambda r: r["k"]):
+        rows.append(f"{r['k']},{r['mean_dist']:.6f},{r['inertia']:.6g},{r['n_iter']},{r['seconds']:.3f}")
+    save_text("\n".join(rows) + "\n", path)
