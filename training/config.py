@@ -15,7 +15,7 @@ from typing import Any, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from utils.config import ConfigError, _merge, parse_overrides
+from utils.config import ConfigError, load_config
 
 TASKS = ("task_a", "task_b")
 TASK_A_TARGETS = ["conceptual_disorganisation", "flow_of_conversation", "hallucinations", "suspiciousness", "delusions"]
@@ -142,19 +142,8 @@ def compose(argv: Sequence[str] = (), *, before: Sequence[tuple[str, Any]] = (),
     Layers are (source, dict or DictConfig); a sweep puts its common settings before the command
     line and each row's own settings (task, model, out, overrides) after it. Errors name the source.
     """
-    cfg = OmegaConf.structured(TrainConfig)
-    if defaults is not None and Path(defaults).exists():
-        cfg = _merge(cfg, OmegaConf.load(defaults), str(defaults))
-    user_yaml, pairs = parse_overrides(argv)
-    if user_yaml is not None:
-        if not Path(user_yaml).exists():
-            raise ConfigError(f"config={user_yaml}: no such file")
-        cfg = _merge(cfg, OmegaConf.load(user_yaml), user_yaml)
-    layers = [*before, ("command line", OmegaConf.from_dotlist(pairs)), *after]
-    for source, layer in layers:
-        cfg = _merge(cfg, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source)
+    cfg = load_config(TrainConfig, argv, defaults, before=before, after=after)
     check(cfg)
-    OmegaConf.set_readonly(cfg, True)
     return cfg
 
 

@@ -41,7 +41,16 @@ def parse_overrides(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return user_yaml, pairs
 
 
-def load_config(schema: type, argv: Sequence[str] = (), defaults: str | Path | None = None) -> DictConfig:
+Layer = tuple[str, Any]  # (where it comes from, a dict or DictConfig): errors name the source
+
+
+def load_config(schema: type, argv: Sequence[str] = (), defaults: str | Path | None = None, *,
+                before: Sequence[Layer] = (), after: Sequence[Layer] = ()) -> DictConfig:
+    """schema <- defaults YAML <- config=FILE <- `before` layers <- key=value pairs <- `after` layers.
+
+    The extra layers let a sweep put its common settings under the command line and each row's own
+    settings over it.
+    """
     cfg = OmegaConf.structured(schema)
     if defaults is not None and Path(defaults).exists():
         cfg = _merge(cfg, OmegaConf.load(defaults), str(defaults))
@@ -50,7 +59,8 @@ def load_config(schema: type, argv: Sequence[str] = (), defaults: str | Path | N
         if not Path(user_yaml).exists():
             raise ConfigError(f"config={user_yaml}: no such file")
         cfg = _merge(cfg, OmegaConf.load(user_yaml), user_yaml)
-    cfg = _merge(cfg, OmegaConf.from_dotlist(pairs), "command line")
+    for source, layer in [*before, ("command line", OmegaConf.from_dotlist(pairs)), *after]:
+        cfg = _merge(cfg, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source)
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
