@@ -1,34 +1,27 @@
 """Downstream regression: train and evaluate one model on one task, or a whole sweep (the paper's tables).
 
     python train.py task=task_a model=bilstm_glove bilstm_glove.d=50
-    python train.py sweep=configs/sweep_demo.yaml workers=2
+    python train.py sweep=configs/sweep.yaml workers=2
 
 Config: configs/train.yaml, schema in training/config.py. A run writes config.yaml, metrics.json,
 best.pt and TensorBoard events to `out`; a sweep writes one run per (task, row) and results.md/csv.
 """
-import sys
-
 import torch
 from threadpoolctl import threadpool_limits
 
 from training.config import compose, threads_for
 from training.experiment import run
 from training.sweep import run_sweep
-from utils.config import ConfigError
-from utils.runs import RunDirError
+from utils.cli import run_script
 
 
 def main(argv: list[str]) -> int:
-    try:
-        cfg = compose(argv)
-        if cfg.sweep:
-            return run_sweep(cfg, argv)
-        torch.set_num_threads(threads_for(cfg))
-        threadpool_limits(threads_for(cfg))  # numpy / scikit-learn BLAS as well
-        metrics = run(cfg)
-    except (ConfigError, RunDirError) as err:  # a user's mistake: the message, not a traceback
-        print(f"train.py: {err}", file=sys.stderr)
-        return 2
+    cfg = compose(argv)
+    if cfg.sweep:
+        return run_sweep(cfg, argv)
+    torch.set_num_threads(threads_for(cfg))
+    threadpool_limits(threads_for(cfg))  # numpy / scikit-learn BLAS as well
+    metrics = run(cfg)
     print(f"{cfg.task}/{cfg.model} -> {cfg.out}")
     for target, s in metrics["targets"].items():
         print(f"  {target:28s} pcc {s['pcc']:.3f} ± {s['pcc_std']:.3f}  rmse {s['rmse']:.3f} ± {s['rmse_std']:.3f}"
@@ -37,4 +30,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_script(main, "train.py")

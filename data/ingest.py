@@ -40,9 +40,10 @@ from data.corpus import FrameCorpus
 from data.openface import (DROP_REASONS, ReaderConfig, as_reader_config, load_video, new_report,
                            reader_hash)
 from data.resample import sequence_offsets
+from utils.cli import run_script
 from utils.config import ConfigError, load_config
 from utils.io import atomic_path, load_json, save_json
-from utils.runs import RunDirError, open_run_dir
+from utils.runs import open_run_dir
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "ingest.yaml"
 
@@ -303,7 +304,4 @@ def main(argv: Optional[list[str]] = None) -> FrameCorpus:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, FileNotFoundError, RunDirError) as err:
-        sys.exit(f"error: {err}")
+    run_script(main, "data.ingest")

@@ -17,7 +17,6 @@ own random stream, so the output is byte-identical for a seed whatever `workers`
 """
 from __future__ import annotations
 
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from data.synth_face import full_blocks, gaze, head_pose
 from data.synth_model import Subject, draw_traits, make_subject, simulate_video
 from data.synth_plan import TASK_A_TARGETS, TASK_B_TARGETS, LABEL_WEIGHTS, add_labels, plan_videos, rng_for
 from data.synth_states import FAMILIES, STATE_FAMILY, STATE_NAMES, TRAITS, prototypes
+from utils.cli import run_script
 from utils.config import ConfigError, load_config
 from utils.io import save_json, save_text, save_torch
 from utils.runs import open_run_dir
@@ -250,4 +250,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_script(main, "data.synth")

@@ -7,6 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
+from utils.cli import run_script
 from tests.tiny_tasks import make_task, task_overrides
 from training.config import compose
 from utils.config import ConfigError
@@ -95,7 +96,7 @@ rows:
     assert (run / "splits" / "split2.pt").exists() and (run / "metrics.json").exists()
     # finished runs are not silently reused under another config
     capsys.readouterr()
-    assert train.main(argv + ["train.max_epochs=4"]) == 2
+    assert _exit_status(argv + ["train.max_epochs=4"]) == 2
     assert "max_epochs" in capsys.readouterr().err
 
 
@@ -103,14 +104,22 @@ def test_changed_config_is_refused_not_mixed(tasks, tmp_path, capsys):
     out = tmp_path / "run"
     base = tasks + FAST + ["task=task_a", "model=static_lr", f"out={out}"]
     assert train.main(base) == 0
-    assert train.main(base + ["static_lr.diff=signed"]) == 2
+    assert _exit_status(base + ["static_lr.diff=signed"]) == 2
     assert "static_lr.diff" in capsys.readouterr().err
 
 
-def test_bad_keys_name_the_key(tasks):
+def _exit_status(argv) -> int:
+    """Run train.py as the command line does: a user's mistake exits 2 with a one-line message."""
+    with pytest.raises(SystemExit) as stop:
+        run_script(train.main, "train.py", argv)
+    return stop.value.code
+
+
+def test_bad_keys_name_the_key(tasks, capsys):
     with pytest.raises(ConfigError, match="bilstm_glove.dim"):
         compose(["bilstm_glove.dim=3"])
-    assert train.main(["task_b.restart=3"]) == 2
+    assert _exit_status(["task_b.restart=3"]) == 2
+    assert "train.py: command line: bad config key 'task_b.restart'" in capsys.readouterr().err
 
 
 def test_missing_inputs_name_the_key(tmp_path):

@@ -1,6 +1,6 @@
 """A sweep: every row (model + its settings) of a YAML on every task, then the results tables.
 
-    python train.py sweep=configs/sweep_demo.yaml [key=value ...] [workers=2]
+    python train.py sweep=configs/sweep.yaml [key=value ...] [workers=2]
 
 A run's config is composed as: train.yaml <- config=FILE <- the sweep's `common` <- the command
 line <- the row (`task`, `model`, `out`, then its `set`). Runs live in `<out>/<task>/<row id>`; a run
