@@ -10,6 +10,12 @@ Writes to out/: config.yaml; sweep/k{k}.pt (each finished k; a re-run resumes af
 elbow.csv, elbow.png (with a sweep); tb/ (TensorBoard); centroids.pt, vocab.tsv, centroids.png,
 summary.json; tokens.pt last. With vocab=: tokens.pt and summary.json only, the <unk> rule using
 the pretraining counts stored in the vocabulary.
+
+    torchrun --nproc_per_node=G cluster.py corpus=DIR out=DIR k=1000    # G processes, one per GPU (or CPU)
+
+Under torchrun each rank loads only its run of sequences of the corpus and k-means reduces over
+the ranks (models/kmeans.py); the tokens of all sequences are gathered in corpus order, and rank 0
+writes every artifact. Without torchrun the same code runs as one rank.
 """
 from __future__ import annotations
 
@@ -21,11 +27,12 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from data.corpus import FrameCorpus
-from data.tokens import N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, nearest, tokenize, write_vocab_tsv
+from data.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, nearest, tokenize,
+                         write_vocab_tsv)
 from models.elbow import fit_or_load, knee, write_elbow_csv
 from models.kmeans_plots import plot_centroids, plot_elbow
 from utils.config import ConfigError, load_config
-from utils.device import pick_device
+from utils.distributed import all_gather_rows, all_reduce_sum, close_distributed, init_distributed, shard_sequences
 from utils.io import save_json
 from utils.runs import open_run_dir
 
@@ -66,61 +73,76 @@ def main(argv: list[str]) -> dict:
         raise ConfigError("corpus= and out= are required")
     if not cfg.vocab and not cfg.sweep and cfg.k <= 0:
         raise ConfigError("give k=K, sweep=[...] or vocab=DIR")
-    device = pick_device(cfg.device)
-    corpus = FrameCorpus.load(cfg.corpus, device)
+    ctx = init_distributed(cfg.device)            # under torchrun: this process's rank; else rank 0 of 1
+    device = ctx.device
+    log = print if ctx.is_main else (lambda *_: None)
+    offsets = FrameCorpus.read_offsets(cfg.corpus)                # (S+1,) of the whole corpus
+    corpus = FrameCorpus.load(cfg.corpus, device, sequences=shard_sequences(offsets, ctx))  # this rank's part
     check_finite(corpus, cfg.corpus)
-    frames = corpus.frames                                        # (N, D) float32
+    frames = corpus.frames                                        # (N_rank, D) float32
+    n_frames = int(offsets[-1])
     ks = [] if cfg.vocab else list(cfg.sweep) + ([cfg.k] if cfg.k > 0 and cfg.k not in cfg.sweep else [])
     for k in ks:
-        if not 1 <= k <= corpus.n_frames:
-            raise ConfigError(f"k={k}: must be between 1 and the corpus's {corpus.n_frames} frames")
-    out = open_run_dir(cfg.out, cfg, ignore=MAY_CHANGE)
-    print(f"corpus {cfg.corpus}: {corpus.n_frames} frames, {corpus.n_sequences} sequences; device {device}")
+        if not 1 <= k <= n_frames:
+            raise ConfigError(f"k={k}: must be between 1 and the corpus's {n_frames} frames")
+    out = open_run_dir(cfg.out, cfg, ignore=MAY_CHANGE) if ctx.is_main else Path(cfg.out)
+    log(f"corpus {cfg.corpus}: {n_frames} frames, {len(offsets) - 1} sequences; device {device}, "
+        f"{ctx.world_size} rank(s)")
 
     # --- downstream corpus: an existing vocabulary, no clustering
     if cfg.vocab:
         vocab = Vocabulary.load(cfg.vocab)
         labels, dist = nearest(frames, vocab.centroids, backend=cfg.backend, chunk=cfg.chunk)
-        tokens = tokenize(corpus, vocab, labels, dist)
-        unk = float((vocab.frame_tokens(labels, dist) == UNK).float().mean()) if corpus.n_frames else 0.0
+        tokens = gather_tokens(tokenize(corpus, vocab, labels, dist), ctx)           # all sequences, in order
+        n_unk = int(all_reduce_sum((vocab.frame_tokens(labels, dist) == UNK).sum().reshape(1), ctx))
+        close_distributed(ctx)                                                        # rank 0 writes alone
+        unk = n_unk / n_frames if n_frames else 0.0
         summary = {"vocab": cfg.vocab, "vocab_fingerprint": vocab.fingerprint, "k": vocab.k,
                    "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk}
-        save_json(summary, out / "summary.json")
-        tokens.save(out)
-        print(f"tokens of {corpus.n_frames} frames with vocabulary {cfg.vocab} (k={vocab.k}): <unk> {unk:.1%}")
+        if ctx.is_main:
+            save_json(summary, out / "summary.json")
+            tokens.save(out)
+        log(f"tokens of {n_frames} frames with vocabulary {cfg.vocab} (k={vocab.k}): <unk> {unk:.1%}")
         return summary
 
     # --- the sweep: every k fitted once, kept on disk as it finishes
-    writer = SummaryWriter(str(out / "tb"))
+    writer = SummaryWriter(str(out / "tb")) if ctx.is_main else None
     fitted = {}
     for k in ks:
-        log = lambda it, r, inertia, frac, k=k: writer.add_scalar(f"kmeans_k{k}/inertia_restart{r}", inertia, it)
+        curve = None if writer is None else \
+            lambda it, r, inertia, frac, k=k: writer.add_scalar(f"kmeans_k{k}/inertia_restart{r}", inertia, it)
         fitted[k] = r = fit_or_load(frames, k, cache=out / "sweep", params=dict(cfg),
                                     corpus_fingerprint=corpus.fingerprint, backend=cfg.backend, chunk=cfg.chunk,
-                                    batch_restarts=cfg.batch_restarts, callback=log)
-        if not r["loaded"]:
+                                    batch_restarts=cfg.batch_restarts, callback=curve, ctx=ctx)
+        if writer is not None and not r["loaded"]:
             for name, key in (("mean_dist", "mean_dist"), ("inertia", "inertia"), ("iterations", "n_iter"),
                               ("seconds", "seconds")):
                 writer.add_scalar(f"elbow/{name}", r[key], k)
             writer.flush()
-        print(f"k={k}: mean distance {r['mean_dist']:.4f}, inertia {r['inertia']:.6g}, {r['n_iter']} iterations "
-              f"({r['stop']}), {r['seconds']:.1f} s" + (" [finished earlier]" if r["loaded"] else ""))
+        log(f"k={k}: mean distance {r['mean_dist']:.4f}, inertia {r['inertia']:.6g}, {r['n_iter']} iterations "
+            f"({r['stop']}), {r['seconds']:.1f} s" + (" [finished earlier]" if r["loaded"] else ""))
     summary = {"corpus_fingerprint": corpus.fingerprint}
     if cfg.sweep:
         swept = [fitted[k] for k in cfg.sweep]
         suggested = knee([r["k"] for r in swept], [r["mean_dist"] for r in swept])
-        write_elbow_csv(out / "elbow.csv", swept)
-        plot_elbow(out / "elbow.png", swept, suggested)
+        if ctx.is_main:
+            write_elbow_csv(out / "elbow.csv", swept)
+            plot_elbow(out / "elbow.png", swept, suggested)
         summary["suggested_k"] = suggested
-        print(f"elbow: suggested k = {suggested} (knee of mean distance against log k)")
+        log(f"elbow: suggested k = {suggested} (knee of mean distance against log k)")
     k = cfg.k if cfg.k > 0 else summary["suggested_k"]
 
     # --- tokens for the chosen k: counts and distances on this (the pretraining) corpus
     centroids = fitted[k]["centroids"].to(device)
-    labels, dist = nearest(frames, centroids, backend=cfg.backend, chunk=cfg.chunk)
-    vocab = Vocabulary(centroids=centroids, counts=torch.bincount(labels, minlength=k), au_names=corpus.au_names,
+    labels, dist = nearest(frames, centroids, backend=cfg.backend, chunk=cfg.chunk)   # this rank's frames
+    counts = all_reduce_sum(torch.bincount(labels, minlength=k), ctx)                  # (k,) over the corpus
+    vocab = Vocabulary(centroids=centroids, counts=counts, au_names=corpus.au_names,
                        min_count=cfg.min_count, max_dist=cfg.max_dist, corpus_fingerprint=corpus.fingerprint)
-    tokens = tokenize(corpus, vocab, labels, dist)
+    tokens = gather_tokens(tokenize(corpus, vocab, labels, dist), ctx)                # all sequences, in order
+    labels, dist = all_gather_rows(labels, ctx), all_gather_rows(dist, ctx)          # (N,) every frame, in order
+    close_distributed(ctx)                                                            # rank 0 writes alone
+    if not ctx.is_main:
+        return summary
     vocab.save(out)
     write_vocab_tsv(out / "vocab.tsv", vocab, tokens, labels, dist, min_intensity=cfg.dominant_min,
                     top=cfg.dominant_top)

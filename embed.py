@@ -10,6 +10,17 @@ Reads DIR/tokens.pt (and vocab.tsv, centroids.pt beside it) as cluster.py writes
     summary.json                 written last: sizes, losses, timings
 Run it again with the same config to resume: the co-occurrence and finished dimensions are reused,
 an interrupted dimension continues from checkpoints/glove_d{d}.pt. Adding dimensions to `dims` is allowed.
+
+    torchrun --nproc_per_node=G embed.py tokens=DIR out=DIR     # G processes (NCCL on GPUs, gloo on CPU)
+
+Under torchrun each rank counts the co-occurrences of its share of the sequences and the counts are
+summed over ranks, exactly (the matrix equals a single process's bit for bit; data/cooccurrence.py).
+GloVe then trains on rank 0 alone and the other ranks exit (rather than wait at a barrier, where
+NCCL would time out after 10 minutes). The rule is by size: the corpus-sized work is the counting;
+GloVe's size is the V x V matrix whatever the corpus. At the paper's V = 1003 (~1M nonzeros) an
+epoch is two (V x V)(V x d) products on a dense grid (146 ms at d = 200 on 2 CPU threads,
+bench/bench_embed.py), a job for one device; splitting it would add a gradient all-reduce to
+every epoch. Rank 0 writes every artifact.
 """
 from __future__ import annotations
 
@@ -26,7 +37,7 @@ from data.glove_files import write_crec, write_projector, write_vectors_txt, wri
 from data.token_set import TokenFileError, load_tokens
 from models.glove_trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.config import ConfigError, load_config
-from utils.device import pick_device
+from utils.distributed import broadcast_object, close_distributed, init_distributed, shard_sequences
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
 
@@ -68,34 +79,42 @@ def load_own(path: Path, stamp: dict) -> dict:
 def main(argv: list[str]) -> None:
     cfg = load_config(EmbedConfig, argv, DEFAULTS)
     check_config(cfg)
-    device = pick_device(cfg.device)
-    out = open_run_dir(cfg.out, cfg, ignore=("device", "dims"))
-    vocab = load_tokens(cfg.tokens)
+    ctx = init_distributed(cfg.device)              # under torchrun: this process's rank; else rank 0 of 1
+    device = ctx.device
+    out = open_run_dir(cfg.out, cfg, ignore=("device", "dims")) if ctx.is_main else Path(cfg.out)
+    vocab = load_tokens(cfg.tokens)                 # every rank: tokens are small next to the frames
     V = vocab.vocab_size
     stamp = {"fingerprint": vocab.fingerprint, "tokens_fingerprint": fingerprint(vocab.tokens, vocab.offsets)}
     counts = vocab.counts                                                      # (V,) int64
-    print(f"tokens: {vocab.path} — {vocab.tokens.numel()} tokens, {vocab.offsets.numel() - 1} sequences, "
-          f"V = {V}, vocabulary {vocab.fingerprint}; device {device}")
+    if ctx.is_main:
+        print(f"tokens: {vocab.path} — {vocab.tokens.numel()} tokens, {vocab.offsets.numel() - 1} sequences, "
+              f"V = {V}, vocabulary {vocab.fingerprint}; device {device}, {ctx.world_size} rank(s)")
 
-    # 1. co-occurrence (reused when this run already built it)
+    # 1. co-occurrence: each rank counts its share of the sequences (reused when this run already built it)
     cooc_file = out / "cooccurrence.pt"
-    if cooc_file.exists():
+    reuse = broadcast_object(ctx.is_main and cooc_file.exists(), ctx)
+    if not reuse:
+        c = cfg.cooccurrence
+        mine = shard_sequences(vocab.offsets, ctx)                             # this rank's sequences
+        offsets = vocab.offsets[mine.start:mine.stop + 1]                      # (S_rank+1,)
+        tokens = vocab.tokens[int(offsets[0]):int(offsets[-1])]
+        start = time.perf_counter()
+        matrix = cooccurrence(tokens.to(device), (offsets - offsets[0]).to(device), vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
+                              unk_id=vocab.specials["<unk>"], chunk_tokens=c.chunk_tokens,
+                              dense_max_entries=c.dense_max_entries, ctx=ctx).cpu()
+        cooc_seconds = time.perf_counter() - start                             # .cpu() waited for the device
+    close_distributed(ctx)                          # GloVe trains on rank 0 alone (see above)
+    if not ctx.is_main:
+        return
+    if reuse:
         saved = load_own(cooc_file, stamp)
         matrix, cooc_seconds = saved["matrix"], saved["seconds"]
         print(f"co-occurrence: reusing {cooc_file}")
     else:
-        c = cfg.cooccurrence
-        start = time.perf_counter()
-        matrix = cooccurrence(vocab.tokens.to(device), vocab.offsets.to(device), vocab_size=V, window=c.window,
-                              weighting=c.weighting, unk=c.unk, unk_id=vocab.specials["<unk>"],
-                              chunk_tokens=c.chunk_tokens, dense_max_entries=c.dense_max_entries).cpu()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        cooc_seconds = time.perf_counter() - start
         write_crec(matrix, out / "cooccurrence.bin")
         write_vocab_txt(vocab.names, counts, out / "vocab.txt", unk_name=cfg.stanford_unk_name)
         save_torch({"matrix": matrix, **stamp, "vocab_size": V, "tokens": vocab.names, "seconds": cooc_seconds,
-                    **OmegaConf.to_container(c)}, cooc_file)           # written last: marks it done
+                    "ranks": ctx.world_size, **OmegaConf.to_container(c)}, cooc_file)  # written last: marks it done
     nnz = matrix._nnz()
     print(f"co-occurrence: {nnz} nonzeros ({nnz / V ** 2:.1%} of V x V), total {matrix.values().sum():.6g}, "
           f"built in {cooc_seconds:.2f} s")

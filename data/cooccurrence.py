@@ -30,6 +30,10 @@ bit-identical matrices. If L * (largest possible count) would reach 2^53 (harmon
 window above ~20 on a large corpus) the weights 1/d are added as floats instead and the last bits
 may depend on the order; a warning says so.
 
+Across ranks (torchrun; `ctx` from utils.distributed): each rank counts its own sequences and the
+one-way unit counts are summed over ranks, so the same exactness holds: the matrix equals a single
+process's bit for bit (the float fallback above excepted).
+
 Memory beyond the token array itself (a few int32/int64 copies of it): per step `chunk_tokens` x
 `window` keys (4 bytes each; + 8 bytes of weights when harmonic), and the dense accumulator with one
 count vector ((V+1)^2 x 8 bytes each) or the sorted nonzeros found so far (16 bytes each).
@@ -43,6 +47,7 @@ from dataclasses import dataclass
 import torch
 
 from utils.config import ConfigError
+from utils.distributed import Dist, all_gather_rows, all_reduce_sum
 
 WEIGHTINGS = ("none", "harmonic")
 UNK_RULES = ("include", "drop_pairs", "skip_tokens")
@@ -74,64 +79,91 @@ def check_config(cfg, prefix: str = "cooccurrence") -> None:
 
 def cooccurrence(tokens: torch.Tensor, offsets: torch.Tensor, *, vocab_size: int, window: int = 10,
                  weighting: str = "none", unk: str = "include", unk_id: int = 0,
-                 chunk_tokens: int = 262_144, dense_max_entries: int = 67_108_864) -> torch.Tensor:
+                 chunk_tokens: int = 262_144, dense_max_entries: int = 67_108_864,
+                 ctx: Dist | None = None) -> torch.Tensor:
     """Coalesced sparse COO (V, V) float64 on the device of `tokens`.
 
     tokens   (M,) integer token ids in [0, vocab_size), sequences concatenated
     offsets  (S+1,) int64, sequence s is tokens[offsets[s]:offsets[s+1]]
+    ctx      under torch.distributed (utils.distributed): each rank passes its own sequences (tokens
+             on ctx.device) and every rank gets the matrix of all of them. The one-way counts, in
+             whole units, are summed over ranks before the one division, so the matrix is
+             bit-identical to one process counting every sequence. The reduction follows the
+             accumulator: a dense one is all-reduced ((V+1)^2 entries: 8 MB at V = 1003, where the
+             matrix is mostly nonzero anyway); a sparse one is all-gathered as (key, value) rows and
+             merged. A rank with no sequences takes part with nothing.
     """
     check_config(CooccurrenceConfig(window, weighting, unk, chunk_tokens, dense_max_entries), prefix="cooccurrence")
     V, device = int(vocab_size), tokens.device
+    ctx = ctx or Dist(rank=0, world_size=1, device=device)
     tokens, offsets = tokens.long(), offsets.to(device).long()
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= V):
-        raise ValueError(f"token ids must lie in [0, {V}); found {int(tokens.min())}..{int(tokens.max())}")
+    # every rank must agree on the units (they depend on the total token count) and on bad ids
+    lo, hi = (int(tokens.min()), int(tokens.max())) if tokens.numel() else (0, 0)
+    stats = all_gather_rows(torch.tensor([[tokens.numel(), lo, hi]], device=device), ctx)  # (ranks, 3)
+    stats = stats[stats[:, 0] > 0]
+    if stats.numel() and (int(stats[:, 1].min()) < 0 or int(stats[:, 2].max()) >= V):
+        raise ValueError(f"token ids must lie in [0, {V}); found {int(stats[:, 1].min())}..{int(stats[:, 2].max())}")
     if unk == "skip_tokens":
         tokens, offsets = _remove_token(tokens, offsets, unk_id)
-    if tokens.numel() == 0:
-        return torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.long, device=device),
-                                       torch.zeros(0, dtype=torch.float64, device=device), (V, V),
-                                       check_invariants=False).coalesce()
-    sep, Vp = V, V + 1
-    key_dtype = torch.int32 if Vp * Vp < 2 ** 31 else torch.int64
-    padded = _pad_sequences(tokens.to(key_dtype), offsets, sep=sep, window=window)  # (N,) N = M + S*window
-    if unk == "drop_pairs":
-        padded.masked_fill_(padded == unk_id, sep)                          # its pairs land on the separator
-    scale, units = _units(window, weighting, n_tokens=tokens.numel())
-    left = padded * Vp                                                      # (N,) row part of each key
-    following = padded.unfold(0, window, 1)                                 # (N-window+1, window): padded[i:i+window]
-    n_left = padded.numel() - window              # the last `window` positions are separators: no pairs start there
-    chunk = int(chunk_tokens)
-    # weight of each key in units of 1/scale; None: all 1 (counts stay int64)
-    unit_rows = None if all(u == 1 for u in units) else \
-        torch.tensor(units, dtype=torch.float64, device=device).expand(min(chunk, max(n_left, 0)), window)
-
-    def chunk_keys(start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(c*window,) keys a*(V+1)+b of the pairs (i, i+d), i in the chunk, d = 1..window; their units."""
-        stop = min(start + chunk, n_left)
-        keys = left[start:stop, None] + following[start + 1:stop + 1]      # (c, window)
-        return keys.reshape(-1), None if unit_rows is None else unit_rows[:stop - start].reshape(-1)
-
+    scale, units = _units(window, weighting, n_tokens=int(stats[:, 0].sum()))
+    Vp = V + 1
+    count = dict(V=V, window=window, units=units, chunk=int(chunk_tokens),
+                 unk_id=unk_id if unk == "drop_pairs" else None)
     if Vp * Vp <= dense_max_entries:
-        acc = torch.zeros(Vp * Vp, dtype=torch.int64 if unit_rows is None else torch.float64, device=device)
-        for start in range(0, n_left, chunk):
-            keys, weights = chunk_keys(start)
-            acc += torch.bincount(keys, weights=weights, minlength=Vp * Vp)  # whole units: exact
+        acc = all_reduce_sum(_count_dense(tokens, offsets, **count), ctx)       # whole units: exact in any order
         one_way = acc.view(Vp, Vp)[:V, :V]
         both = (one_way + one_way.T).to(torch.float64)
         return (both / scale if scale != 1 else both).to_sparse().coalesce()
+    keys, vals = _count_sparse(tokens, offsets, **count)
+    if ctx.active:
+        keys, vals = _sum_by_key(all_gather_rows(keys, ctx), all_gather_rows(vals, ctx))
+    rows, cols = keys // Vp, keys % Vp
+    index = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])     # both directions
+    both = torch.sparse_coo_tensor(index, torch.cat([vals, vals]), (V, V), check_invariants=False)
+    return both.coalesce() / scale                                               # exact sums, one rounding
 
-    keys_acc = torch.zeros(0, dtype=torch.int64, device=device)
-    vals_acc = torch.zeros(0, dtype=torch.float64, device=device)
+
+def _pair_keys(tokens, offsets, *, V, window, units, unk_id, chunk):
+    """Yield, chunk by chunk, the keys a*(V+1)+b of the one-way pairs (i, i+d), d = 1..window, and
+    their weights in units (None: all 1); pairs with a separator (or a dropped <unk>) carry row/column V."""
+    sep, Vp = V, V + 1
+    key_dtype = torch.int32 if Vp * Vp < 2 ** 31 else torch.int64
+    padded = _pad_sequences(tokens.to(key_dtype), offsets, sep=sep, window=window)  # (N,) N = M + S*window
+    n_left = padded.numel() - window          # the last `window` positions are separators: no pairs start there
+    if n_left <= 0:
+        return
+    if unk_id is not None:
+        padded.masked_fill_(padded == unk_id, sep)                          # its pairs land on the separator
+    left = padded * Vp                                                      # (N,) row part of each key
+    following = padded.unfold(0, window, 1)                                 # (N-window+1, window): padded[i:i+window]
+    unit_rows = None if all(u == 1 for u in units) else \
+        torch.tensor(units, dtype=torch.float64, device=tokens.device).expand(min(chunk, n_left), window)
     for start in range(0, n_left, chunk):
-        keys, weights = chunk_keys(start)
+        stop = min(start + chunk, n_left)
+        keys = left[start:stop, None] + following[start + 1:stop + 1]      # (c, window)
+        yield keys.reshape(-1), None if unit_rows is None else unit_rows[:stop - start].reshape(-1)
+
+
+def _count_dense(tokens, offsets, *, V, units, **kw) -> torch.Tensor:
+    """((V+1)^2,) one-way counts in units: int64, or float64 holding whole numbers."""
+    whole = all(u == 1 for u in units)
+    acc = torch.zeros((V + 1) ** 2, dtype=torch.int64 if whole else torch.float64, device=tokens.device)
+    for keys, weights in _pair_keys(tokens, offsets, V=V, units=units, **kw):
+        acc += torch.bincount(keys, weights=weights, minlength=acc.numel())
+    return acc
+
+
+def _count_sparse(tokens, offsets, *, V, units, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted keys (n,) int64 of the nonzero one-way counts and their values (n,) float64, in units."""
+    Vp = V + 1
+    keys_acc = torch.zeros(0, dtype=torch.int64, device=tokens.device)
+    vals_acc = torch.zeros(0, dtype=torch.float64, device=tokens.device)
+    for keys, weights in _pair_keys(tokens, offsets, V=V, units=units, **kw):
         keys = keys.long()
-        real = (keys // Vp != sep) & (keys % Vp != sep)
-        vals = torch.ones(keys.numel(), dtype=torch.float64, device=device) if weights is None else weights
+        real = (keys // Vp != V) & (keys % Vp != V)
+        vals = torch.ones(keys.numel(), dtype=torch.float64, device=keys.device) if weights is None else weights
         keys_acc, vals_acc = _sum_by_key(torch.cat([keys_acc, keys[real]]), torch.cat([vals_acc, vals[real]]))
-    rows, cols = keys_acc // Vp, keys_acc % Vp
-    index = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])   # both directions
-    both = torch.sparse_coo_tensor(index, torch.cat([vals_acc, vals_acc]), (V, V), check_invariants=False)
-    return both.coalesce() / scale                                           # exact sums, one rounding
+    return keys_acc, vals_acc
 
 
 def _units(window: int, weighting: str, *, n_tokens: int) -> tuple[float, list]:

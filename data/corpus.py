@@ -12,7 +12,8 @@ A corpus directory holds
 
 With `on_gap=mark` (default) each video is one sequence and gaps are marked; with `on_gap=split`
 a video is cut into several sequences at its gaps. Loading is a few `np.load` calls and one copy
-to the device: no Python loop over videos.
+to the device: no Python loop over videos. `load(..., sequences=range)` reads only those
+sequences' rows (memory-mapped), as one rank of a torchrun job does with its shard.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class FrameCorpus:
     sequence_video: torch.Tensor  # (S,) int64
     video_ids: list[str]
     meta: dict
+    shard: range | None = None    # load(sequences=...): which sequences of the corpus on disk these are
+    first_row: int = 0            # and the corpus row of their first frame
 
     @property
     def n_frames(self) -> int:
@@ -60,10 +63,14 @@ class FrameCorpus:
 
     def to(self, device: torch.device | str) -> "FrameCorpus":
         moved = {name: getattr(self, name).to(device) for name in ARRAYS}
-        return FrameCorpus(**moved, video_ids=self.video_ids, meta=self.meta)
+        return FrameCorpus(**moved, video_ids=self.video_ids, meta=self.meta, shard=self.shard,
+                           first_row=self.first_row)
 
     def save(self, out: str | Path) -> None:
         """Arrays first, `meta.json` last: a corpus without meta.json is incomplete."""
+        if self.shard is not None:
+            raise ValueError(f"a shard of a corpus (sequences {self.shard.start}..{self.shard.stop - 1}) "
+                             "is not a corpus: its meta holds the whole corpus's fingerprint")
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         for name in ARRAYS:
@@ -75,18 +82,33 @@ class FrameCorpus:
     def compute_fingerprint(frames: np.ndarray, offsets: np.ndarray) -> str:
         return fingerprint(frames, offsets)
 
+    @staticmethod
+    def read_offsets(path: str | Path) -> torch.Tensor:
+        """(S+1,) int64 offsets alone: enough to choose a shard of sequences before loading it."""
+        return torch.from_numpy(np.load(_finished(Path(path)) / "offsets.npy"))
+
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> "FrameCorpus":
-        path = Path(path)
-        if not (path / "meta.json").exists():
-            what = "does not exist" if not path.exists() else "is not a finished corpus (no meta.json)"
-            raise FileNotFoundError(f"corpus {path} {what}; build one with `python -m data.ingest src=DIR out={path}`")
-        arrays = {}
-        for name in ARRAYS:
-            arrays[name] = torch.from_numpy(np.load(path / f"{name}.npy")).to(device)
+    def load(cls, path: str | Path, device: torch.device | str = "cpu", *,
+             sequences: range | None = None) -> "FrameCorpus":
+        """The corpus in `path`; with `sequences` (a contiguous range, e.g. utils.distributed.shard_sequences)
+        only those sequences, their offsets starting at 0, reading only their rows of the per-frame arrays."""
+        path = _finished(Path(path))
+        offsets = np.load(path / "offsets.npy")                                # (S+1,) small: read whole
+        mapped = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ("frames", "timestamps", "gap_before")}
+        rows, S = len(mapped["frames"]), len(offsets) - 1
+        if S < 0 or int(offsets[0]) != 0 or int(offsets[-1]) != rows:     # checked before a part is cut out
+            raise ValueError(f"corpus {path}: inconsistent corpus: offsets must run from 0 to {rows} (frames.npy rows)")
+        part = range(S) if sequences is None else sequences
+        if part.step != 1 or not 0 <= part.start <= part.stop <= S:
+            raise ValueError(f"corpus {path}: sequences {part} is not a contiguous part of its {S} sequences")
+        lo, hi = int(offsets[part.start]), int(offsets[part.stop])
+        arrays = {name: np.array(a[lo:hi]) for name, a in mapped.items()}      # reads only these rows
+        arrays["offsets"] = offsets[part.start:part.stop + 1] - lo
+        arrays["sequence_video"] = np.load(path / "sequence_video.npy")[part.start:part.stop]
         video_ids = (path / "videos.txt").read_text().splitlines()
         meta = load_json(path / "meta.json")
-        corpus = cls(**arrays, video_ids=video_ids, meta=meta)
+        corpus = cls(**{name: torch.from_numpy(arrays[name]).to(device) for name in ARRAYS},
+                     video_ids=video_ids, meta=meta, shard=None if sequences is None else part, first_row=lo)
         corpus.validate(path)
         return corpus
 
@@ -107,3 +129,10 @@ class FrameCorpus:
             problems.append("sequence_video points outside videos.txt")
         if problems:
             raise ValueError(f"{where}: inconsistent corpus: " + "; ".join(problems))
+
+
+def _finished(path: Path) -> Path:
+    if not (path / "meta.json").exists():
+        what = "does not exist" if not path.exists() else "is not a finished corpus (no meta.json)"
+        raise FileNotFoundError(f"corpus {path} {what}; build one with `python -m data.ingest src=DIR out={path}`")
+    return path

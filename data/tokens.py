@@ -12,6 +12,7 @@ tokens made with another vocabulary.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 
 from data.corpus import FrameCorpus
 from models.kmeans import assign, cpu_threads, exact_sq_dist
+from utils.distributed import Dist, all_gather_objects, all_gather_rows
 from utils.io import fingerprint, save_text, save_torch
 
 SPECIALS = {"<unk>": 0, "<start>": 1, "<end>": 2}
@@ -153,6 +155,17 @@ class Tokens:
                    vocab_size=int(obj["vocab_size"]))
 
 
+def gather_tokens(part: Tokens, ctx: Dist) -> Tokens:
+    """Under torchrun: the Tokens of every rank's run of sequences, joined in rank order (the corpus
+    order, with utils.distributed.shard_sequences), on every rank. One process: `part` itself."""
+    if not ctx.active:
+        return part
+    lengths = all_gather_rows(part.offsets.diff(), ctx)                   # (S,) tokens per sequence
+    offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
+    video_ids = [v for ids in all_gather_objects(part.video_ids, ctx) for v in ids]
+    return dataclasses.replace(part, tokens=all_gather_rows(part.tokens, ctx), offsets=offsets, video_ids=video_ids)
+
+
 def check_finite(corpus: FrameCorpus, where: str | Path) -> None:
     """NaN or inf frames are a user error: name the video, the frame within it and the AU."""
     bad = ~torch.isfinite(corpus.frames)
@@ -161,8 +174,8 @@ def check_finite(corpus: FrameCorpus, where: str | Path) -> None:
     row, col = (int(v) for v in torch.nonzero(bad)[0])
     s = int(torch.searchsorted(corpus.offsets, torch.tensor(row, device=corpus.offsets.device), right=True)) - 1
     raise ValueError(f"corpus {where}: {int(bad.any(1).sum())} frames hold NaN or inf; the first is frame "
-                     f"{row - int(corpus.offsets[s])} of video {corpus.sequence_ids[s]} (corpus row {row}), "
-                     f"column {corpus.au_names[col]}")
+                     f"{row - int(corpus.offsets[s])} of video {corpus.sequence_ids[s]} "
+                     f"(corpus row {corpus.first_row + row}), column {corpus.au_names[col]}")
 
 
 def nearest(frames: torch.Tensor, centroids: torch.Tensor, *, backend: str = "auto",

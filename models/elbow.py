@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from models.kmeans import KMeans
+from utils.distributed import Dist, broadcast_object
 from utils.io import save_text, save_torch
 
 # KMeans arguments that change a result (backend, chunk and batch_restarts do not)
@@ -27,27 +28,35 @@ def seed_for(seed: int, k: int) -> int:
 
 def fit_or_load(x: torch.Tensor, k: int, *, cache: str | Path, params: dict, corpus_fingerprint: str,
                 backend: str = "auto", chunk: int = 0, batch_restarts: bool = True,
-                callback: Callable[[int, int, float, float], None] | None = None) -> dict:
+                callback: Callable[[int, int, float, float], None] | None = None, ctx: Dist | None = None) -> dict:
     """The k-means result for k: loaded from cache/k{k}.pt when a finished one is there, else fitted
     and saved. Returns {"k", "centroids" (k, D) CPU, "counts", "inertia", "mean_dist", "n_iter",
-    "stop", "seconds", "history", "restart_inertias", "params", "corpus_fingerprint", "loaded"}."""
+    "stop", "seconds", "history", "restart_inertias", "params", "corpus_fingerprint", "loaded"}.
+    With `ctx` (torchrun) x is this rank's frames; rank 0 reads and writes the cache, and every
+    rank returns the same result."""
+    ctx = ctx or Dist(rank=0, world_size=1, device=x.device)
     params = {key: params[key] for key in RESULT_PARAMS}
     path = Path(cache) / f"k{k}.pt"
-    if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        if saved.get("corpus_fingerprint") != corpus_fingerprint or saved.get("params") != params:
-            raise ValueError(f"{path} was fitted on another corpus or with other settings "
-                             f"({saved.get('corpus_fingerprint')}, {saved.get('params')}); "
-                             "delete it or use another out=")
-        return {**saved, "loaded": True}
+    found = None                             # rank 0: the finished result, or why it cannot be used
+    if ctx.is_main and path.exists():
+        found = torch.load(path, map_location="cpu", weights_only=False)
+        if found.get("corpus_fingerprint") != corpus_fingerprint or found.get("params") != params:
+            found = (f"{path} was fitted on another corpus or with other settings "
+                     f"({found.get('corpus_fingerprint')}, {found.get('params')}); delete it or use another out=")
+    found = broadcast_object(found, ctx)
+    if isinstance(found, str):
+        raise ValueError(found)              # on every rank, so that none waits for the others
+    if found is not None:
+        return {**found, "loaded": True}
     km = KMeans(k=k, **{**params, "seed": seed_for(params["seed"], k)}, backend=backend, chunk=chunk,
                 batch_restarts=batch_restarts)
-    res = km.fit(x, callback=callback)
+    res = km.fit(x, callback=callback, ctx=ctx)
     saved = {"k": k, "centroids": res.centroids.float().cpu(), "counts": res.counts.cpu(), "inertia": res.inertia,
              "mean_dist": res.mean_dist, "n_iter": res.n_iter, "stop": res.stop, "seconds": res.seconds,
              "history": res.history, "restart_inertias": res.restart_inertias, "params": params,
              "corpus_fingerprint": corpus_fingerprint}
-    save_torch(saved, path)
+    if ctx.is_main:
+        save_torch(saved, path)
     return {**saved, "loaded": False}
 
 

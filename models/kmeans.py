@@ -21,6 +21,15 @@ in their last bits only, and the cast back to float32 removes that in all but ra
 Several restarts (`n_init`) advance in lock step: one batched reduction assigns the frames to the
 centres of every restart still running (KeOps batch dimension), and the restart with the lowest
 final inertia is kept.
+
+Under torch.distributed (`ctx` from utils.distributed; torchrun) each rank holds a consecutive run
+of the frames, in rank order. Assignment stays local; the float64 centroid sums, the counts, the
+inertia and the reassigned count are all-reduced, so every rank takes the same steps and stops at
+the same iteration, and the centres equal a single process's up to the order of the float64
+additions. Empty clusters are re-seeded from the farthest frames of all ranks (each rank offers
+its own; every rank makes the same choice from the same gathered rows). k-means++ runs on the same
+seeded sample of global rows as in one process, gathered from the ranks that hold them; rank 0's
+centres are broadcast so all ranks start alike. A rank with no frames takes part with nothing.
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
+
+from utils.distributed import Dist, all_gather_rows, all_reduce_sum, broadcast
 
 UPDATE_ROWS = {"cpu": 1 << 16, "cuda": 1 << 21}  # rows per update / distance step: bounds temporaries
 KEOPS_CACHE_ENV = "FACEVOCAB_KEOPS_CACHE"
@@ -232,24 +243,29 @@ def centroid_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.
 
 
 def relocate_empty(x: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor,
-                   labels: torch.Tensor, d2: torch.Tensor) -> list[int]:
+                   labels: torch.Tensor, d2: torch.Tensor, ctx: Dist | None = None) -> list[int]:
     """Re-seed empty clusters with the frames farthest from their centres (as scikit-learn does).
 
     Each such frame becomes the sole member of an empty cluster and is taken out of its old
-    cluster's sum; modifies sums (R, k, D) and counts (R, k) in place; returns, per restart,
-    how many clusters were re-seeded.
+    cluster's sum; modifies sums (R, k, D) and counts (R, k) (already summed over ranks) in place;
+    returns, per restart, how many clusters were re-seeded. With several ranks each offers its own
+    farthest frames: the farthest of all are among them.
     """
     moved = [0] * counts.shape[0]
     for r in torch.nonzero((counts == 0).any(1)).flatten().tolist():
         empty = torch.nonzero(counts[r] == 0).flatten()       # (E,)
-        far = torch.topk(d2[r], len(empty)).indices            # (E,) frames, farthest first
-        old = labels[r, far]
-        xf = x[far].to(torch.float64)                          # (E, D)
+        E = len(empty)
+        mine = torch.topk(d2[r], min(E, d2.shape[1])).indices  # (<= E,) this rank's farthest frames
+        offer = torch.cat([d2[r, mine, None].double(), labels[r, mine, None].double(), x[mine].double()], 1)
+        if ctx is not None:
+            offer = all_gather_rows(offer, ctx)               # (candidates, 2 + D), the same on every rank
+        far = offer[torch.topk(offer[:, 0], E).indices]        # (E, 2 + D): distance, old cluster, frame
+        old, xf = far[:, 1].long(), far[:, 2:]
         sums[r].index_add_(0, old, -xf)
         counts[r].index_add_(0, old, -torch.ones_like(old))
         sums[r, empty] = xf
         counts[r, empty] = 1
-        moved[r] = len(empty)
+        moved[r] = E
     return moved
 
 
@@ -294,7 +310,8 @@ def kmeans_plusplus(x: torch.Tensor, k: int, *, n_restarts: int = 1, generator: 
 # ------------------------------------------------------------------------------------ Lloyd
 def lloyd(x: torch.Tensor, init: torch.Tensor, *, max_iter: int = 300, tol: float = 1e-5,
           reassign_tol: float = 1e-4, backend: str = "auto", chunk: int = 0,
-          callback: Callable[[int, int, float, float], None] | None = None) -> list[KMeansResult]:
+          callback: Callable[[int, int, float, float], None] | None = None,
+          ctx: Dist | None = None) -> list[KMeansResult]:
     """Lloyd iterations from init (R, k, D), all restarts in lock step; one result per restart.
 
     An iteration assigns every frame to the current centres, then moves each centre to the mean
@@ -307,9 +324,11 @@ def lloyd(x: torch.Tensor, init: torch.Tensor, *, max_iter: int = 300, tol: floa
     scikit-learn's converged inertia from the same start (Lloyd's long tail of small moves);
     1e-5 and 1e-4 stayed within 0.42 % on the same cases, at 1.2-2x the iterations.
     callback(iteration, restart, inertia, reassigned_fraction) is called every iteration.
+    With `ctx`, x is this rank's frames and a result's labels are theirs; all else is global.
     """
     R, k, D = init.shape
-    N = x.shape[0]
+    ctx = ctx or Dist(rank=0, world_size=1, device=x.device)
+    N = int(all_reduce_sum(torch.tensor([x.shape[0]], device=x.device), ctx))   # frames of all ranks
     centres = init.to(x.dtype).clone()
     history: list[list[dict]] = [[] for _ in range(R)]
     n_iter, stop = [0] * R, ["max_iter"] * R
@@ -320,12 +339,14 @@ def lloyd(x: torch.Tensor, init: torch.Tensor, *, max_iter: int = 300, tol: floa
     for it in range(1, max_iter + 1):
         rows = torch.tensor(active, device=x.device)
         labels, d2 = assign(x, centres[rows], backend=backend, chunk=chunk)  # (A, N) each
-        sums, counts = centroid_sums(x, labels, k)
-        moved = relocate_empty(x, sums, counts, labels, d2)
+        sums, counts = (all_reduce_sum(t, ctx) for t in centroid_sums(x, labels, k))  # (A, k, D) f64, (A, k)
+        moved = relocate_empty(x, sums, counts, labels, d2, ctx)
         new = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None], centres[rows].double())
         centres[rows] = new.to(x.dtype)
-        inertia = d2.sum(1, dtype=torch.float64).tolist()  # of the centres this iteration started from
-        changed = (labels != labels_old).sum(1).tolist() if labels_old is not None else [N] * len(active)
+        # inertia of the centres this iteration started from, and frames that changed cluster: (2, A)
+        changed = (labels != labels_old).sum(1) if labels_old is not None else labels.new_zeros(len(labels))
+        inertia, changed = all_reduce_sum(torch.stack([d2.sum(1, dtype=torch.float64), changed.double()]), ctx).tolist()
+        changed = [int(c) for c in changed] if labels_old is not None else [N] * len(active)
         keep = []
         for j, r in enumerate(active):
             frac = changed[j] / N
@@ -355,15 +376,17 @@ def lloyd(x: torch.Tensor, init: torch.Tensor, *, max_iter: int = 300, tol: floa
     results = []
     for r in range(R):
         d2 = exact_sq_dist(x, centres[r], final[r]).double()
+        inertia, dist = all_reduce_sum(torch.stack([d2.sum(), d2.sqrt().sum()]), ctx).tolist()
         results.append(KMeansResult(
-            centroids=centres[r], labels=final[r], counts=torch.bincount(final[r], minlength=k),
-            inertia=float(d2.sum()), mean_dist=float(d2.sqrt().mean()), n_iter=n_iter[r], stop=stop[r],
+            centroids=centres[r], labels=final[r], counts=all_reduce_sum(torch.bincount(final[r], minlength=k), ctx),
+            inertia=inertia, mean_dist=dist / N, n_iter=n_iter[r], stop=stop[r],
             restart=r, restart_inertias=[], history=history[r]))
     return results
 
 
-def check_frames(x: torch.Tensor, k: int, where: str = "frames") -> None:
-    """User mistakes get a message naming what is wrong, not an error from deep inside."""
+def check_frames(x: torch.Tensor, k: int, where: str = "frames", n_frames: int | None = None) -> None:
+    """User mistakes get a message naming what is wrong, not an error from deep inside.
+    n_frames: the frames of all ranks, when x is one rank's share."""
     if x.ndim != 2 or not x.is_floating_point():
         raise ValueError(f"{where}: expected a 2-D float tensor (N, D), got {tuple(x.shape)} {x.dtype}")
     bad = ~torch.isfinite(x)
@@ -371,8 +394,9 @@ def check_frames(x: torch.Tensor, k: int, where: str = "frames") -> None:
         row, col = (int(v) for v in torch.nonzero(bad)[0])
         raise ValueError(f"{where}: {int(bad.any(1).sum())} rows hold NaN or inf values "
                          f"(first: row {row}, column {col})")
-    if not 1 <= k <= x.shape[0]:
-        raise ValueError(f"{where}: k={k} clusters asked for, but there are {x.shape[0]} frames (need 1 <= k <= N)")
+    n = x.shape[0] if n_frames is None else n_frames
+    if not 1 <= k <= n:
+        raise ValueError(f"{where}: k={k} clusters asked for, but there are {n} frames (need 1 <= k <= N)")
 
 
 class KMeans:
@@ -394,30 +418,44 @@ class KMeans:
         self.n_local_trials, self.backend, self.chunk = n_local_trials, backend, chunk
         self.batch_restarts = batch_restarts
 
-    def init_centres(self, x: torch.Tensor) -> torch.Tensor:
-        """(n_init, k, D) k-means++ centres, a function of the seed and the data only."""
+    def init_centres(self, x: torch.Tensor, ctx: Dist | None = None) -> torch.Tensor:
+        """(n_init, k, D) k-means++ centres, a function of the seed and the data only (not of the ranks).
+
+        With `ctx`, x is this rank's run of rows: the sample is the same global rows as in one
+        process, each sent by the rank that holds it and put back in the sample's order."""
+        ctx = ctx or Dist(rank=0, world_size=1, device=x.device)
         g = torch.Generator().manual_seed(self.seed)
-        sample = x
-        if x.shape[0] > self.init_sample:
-            rows = torch.randperm(x.shape[0], generator=g)[:self.init_sample]
-            sample = x[rows.to(x.device)]
+        n_rows = all_gather_rows(torch.tensor([x.shape[0]], device=x.device), ctx).tolist()  # (ranks,)
+        N, first = sum(n_rows), sum(n_rows[:ctx.rank])
+        if N > self.init_sample:
+            rows = torch.randperm(N, generator=g)[:self.init_sample].to(x.device)  # (init_sample,) global rows
+            held = (rows >= first) & (rows < first + x.shape[0])
+            sample = torch.empty(len(rows), x.shape[1], dtype=x.dtype, device=x.device)
+            sample[all_gather_rows(torch.nonzero(held).flatten(), ctx)] = all_gather_rows(x[rows[held] - first], ctx)
+        else:
+            sample = all_gather_rows(x, ctx)                                     # every frame, in order
         if sample.shape[0] < self.k:
             raise ValueError(f"init_sample={self.init_sample} frames cannot seed k={self.k} centres")
-        return kmeans_plusplus(sample, self.k, n_restarts=self.n_init, generator=g,
-                               n_local_trials=self.n_local_trials)
+        centres = kmeans_plusplus(sample, self.k, n_restarts=self.n_init, generator=g,
+                                  n_local_trials=self.n_local_trials)
+        return broadcast(centres, ctx)      # every rank computed the same; rank 0's make sure of it
 
     def fit(self, x: torch.Tensor, *, init: torch.Tensor | None = None,
-            callback: Callable[[int, int, float, float], None] | None = None) -> KMeansResult:
-        """x (N, D) -> the best restart. `init` (k, D) or (R, k, D) replaces k-means++."""
-        check_frames(x, self.k)
+            callback: Callable[[int, int, float, float], None] | None = None,
+            ctx: Dist | None = None) -> KMeansResult:
+        """x (N, D) -> the best restart. `init` (k, D) or (R, k, D) replaces k-means++.
+        With `ctx` (torchrun) x is this rank's frames: the result is the same on every rank but
+        for `labels`, which are x's."""
+        ctx = ctx or Dist(rank=0, world_size=1, device=x.device)
+        check_frames(x, self.k, n_frames=int(all_reduce_sum(torch.tensor([x.shape[0]], device=x.device), ctx)))
         start = time.perf_counter()
         if init is None:
-            init = self.init_centres(x)
+            init = self.init_centres(x, ctx)
         init = (init if init.ndim == 3 else init[None]).to(device=x.device, dtype=x.dtype)
         if init.shape[1:] != (self.k, x.shape[1]):
             raise ValueError(f"init has shape {tuple(init.shape)}, expected (R, {self.k}, {x.shape[1]})")
         kw = dict(max_iter=self.max_iter, tol=self.tol, reassign_tol=self.reassign_tol,
-                  backend=self.backend, chunk=self.chunk, callback=callback)
+                  backend=self.backend, chunk=self.chunk, callback=callback, ctx=ctx)
         with cpu_threads() if x.device.type == "cpu" else contextlib.nullcontext():
             if self.batch_restarts:
                 results = lloyd(x, init, **kw)

@@ -2,6 +2,7 @@
 
 Under torchrun (RANK / WORLD_SIZE set) the process group starts with NCCL when the ranks use
 CUDA and gloo on the CPU; without it every helper here is a no-op for rank 0 of 1.
+Tensors handed to a collective must live on `ctx.device` (NCCL moves CUDA tensors only).
 """
 from __future__ import annotations
 
@@ -51,6 +52,25 @@ def shard(n_items: int, ctx: Dist) -> range:
     return range(start, start + per + (ctx.rank < extra))
 
 
+def shard_sequences(offsets: torch.Tensor, ctx: Dist) -> range:
+    """This rank's contiguous run of sequences, holding about 1/world_size of the rows.
+
+    offsets (S+1,) int64: sequence s is rows offsets[s]:offsets[s+1]. The cuts fall on sequence
+    boundaries (a sequence is never split), placed by rows rather than by sequence count so ranks
+    get similar work when lengths vary; a rank gets none when there are too few sequences. Every
+    rank computes the same cuts from the same offsets, with no communication.
+    """
+    S = offsets.numel() - 1
+    n_rows = int(offsets[-1])
+
+    def cut(r: int) -> int:       # first sequence of rank r: the first to start at or after row r/W of all
+        if r == ctx.world_size:
+            return S                 # (trailing empty sequences included)
+        target = torch.tensor(-(-n_rows * r // ctx.world_size), dtype=offsets.dtype)
+        return int(torch.searchsorted(offsets.cpu(), target))
+    return range(cut(ctx.rank), cut(ctx.rank + 1))
+
+
 def all_reduce_sum(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
     """In-place sum over ranks (identity in a single process)."""
     if ctx.active:
@@ -73,12 +93,41 @@ def all_gather_rows(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
     return torch.cat([g[: int(c.item())] for g, c in zip(gathered, all_counts)])
 
 
+def all_gather_objects(obj, ctx: Dist) -> list:
+    """Every rank's picklable `obj`, in rank order (small things: names, ids)."""
+    if not ctx.active:
+        return [obj]
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast(tensor: torch.Tensor, ctx: Dist, src: int = 0) -> torch.Tensor:
     if ctx.active:
         dist.broadcast(tensor, src=src)
     return tensor
 
 
+def broadcast_object(obj, ctx: Dist, src: int = 0):
+    """Rank `src`'s picklable `obj` on every rank: a decision one rank makes for all (a file exists, ...)."""
+    if not ctx.active:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, device=ctx.device)
+    return box[0]
+
+
 def barrier(ctx: Dist) -> None:
     if ctx.active:
         dist.barrier()
+
+
+def close_distributed(ctx: Dist) -> None:
+    """Leave the process group after this rank's last collective (waits for the others first).
+
+    A rank with nothing left to do exits rather than wait at a barrier while rank 0 works alone:
+    NCCL's collectives time out after 10 minutes by default.
+    """
+    if ctx.active and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
