@@ -19,7 +19,6 @@ writes every artifact. Without torchrun the same code runs as one rank.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from data.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus,
                          write_vocab_tsv)
 from models.elbow import fit_or_load, knee, write_elbow_csv
 from models.kmeans_plots import plot_centroids, plot_elbow
+from utils.cli import run_script
 from utils.config import ConfigError, load_config
 from utils.distributed import all_gather_rows, all_reduce_sum, close_distributed, init_distributed, shard_sequences
 from utils.io import save_json
@@ -167,4 +167,4 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_script(main, "cluster.py")

@@ -24,7 +24,6 @@ every epoch. Rank 0 writes every artifact.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from data.cooccurrence import CooccurrenceConfig, check_config as check_cooccurr
 from data.glove_files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
 from data.token_set import TokenFileError, load_tokens
 from models.glove_trainer import GloveConfig, GloveTrainer, check_config as check_glove
+from utils.cli import run_script
 from utils.config import ConfigError, load_config
 from utils.distributed import broadcast_object, close_distributed, init_distributed, shard_sequences
 from utils.io import fingerprint, save_json, save_torch
@@ -154,7 +154,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (ConfigError, FileNotFoundError, RunDirError, TokenFileError) as err:
-        sys.exit(f"embed.py: {err}")
+    run_script(main, "embed.py")
