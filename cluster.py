@@ -4,7 +4,7 @@
     python cluster.py corpus=DIR out=DIR sweep=[100,200,500,1000,2000,5000,10000]   # tokens for the knee's k
     python cluster.py corpus=DIR out=DIR sweep=[...] k=1000                          # sweep, tokens for k=1000
     python cluster.py corpus=DOWNSTREAM out=DIR vocab=VOCAB_DIR                      # reuse a vocabulary
-    python cluster.py corpus=DIR out=DIR config=configs/cluster_paper.yaml           # the paper's settings
+    python cluster.py corpus=DIR out=DIR config=configs/paper/cluster.yaml           # the paper's settings
 
 Writes to out/: config.yaml; sweep/k{k}.pt (each finished k; a re-run resumes after the last one);
 elbow.csv, elbow.png (with a sweep); tb/ (TensorBoard); centroids.pt, vocab.tsv, centroids.png,
