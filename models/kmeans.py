@@ -99,7 +99,8 @@ def _keops_lazy_tensor():
     if _LazyTensor is None:
         import pykeops
         folder = os.environ.get(KEOPS_CACHE_ENV, os.path.expanduser("~/.cache/keops-facevocab"))
-        pykeops.set_build_folder(folder)
+        # torchrun: ranks of one node would compile the same kernels into one folder at once
+        pykeops.set_build_folder(os.path.join(folder, f"rank{os.environ.get('LOCAL_RANK', '0')}"))
         pykeops.set_verbose(False)
         from pykeops.torch import LazyTensor
         _LazyTensor = LazyTensor
