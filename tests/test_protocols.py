@@ -56,3 +56,13 @@ def test_best_of_restarts_is_chosen_on_validation_never_test():
     test = [regression_metrics(p, y_test) for p in test_preds]
     assert select_restart(test, "ccc") == 1                      # what peeking at test would pick
     assert select_restart(val, "ccc") == 0 and select_restart(val, "pcc") == 0 and select_restart(val, "rmse") == 0
+
+
+def test_folds_that_would_leave_a_part_empty_are_refused():
+    # 2 subjects, 2 grouped folds: each training part holds one subject, nothing left for validation
+    with pytest.raises(ValueError, match=r"fold 1 of 2 has no val"):
+        kfold(4, folds=2, groups=np.array(["a", "b", "b", "b"]))
+    with pytest.raises(ValueError, match=r"has no train"):
+        kfold(2, folds=2)
+    split = kfold(6, folds=2, groups=np.array(["a", "b", "c", "c", "d", "d"]))[0]
+    assert len(split.train) and len(split.val) and len(split.test)

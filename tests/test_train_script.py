@@ -135,3 +135,19 @@ def test_cuda_run_batches_the_restarts(tasks, tmp_path):
     ck = torch.load(out / "best.pt", weights_only=True)
     assert ck["states"]["split0/phq8"]["embedding"].device.type == "cpu"
     assert json.loads((out / "metrics.json").read_text())["targets"]["phq8"]["restarts"]["n"] == 4
+
+
+def test_changed_inputs_are_refused_not_reused(tmp_path, capsys):
+    """A finished run is stamped with its inputs' hashes: a corrected labels.csv (or new tokens)
+    must not silently reuse the old metrics."""
+    task = make_task(tmp_path / "t", kind="task_b", subjects=16, videos_per_subject=2)
+    out = tmp_path / "run"
+    argv = task_overrides("task_b", task) + FAST + ["task=task_b", "model=static_lr", f"out={out}"]
+    assert train.main(argv) == 0
+    assert train.main(argv) == 0                       # unchanged inputs: the finished run is reused
+    labels = Path(task["labels"])
+    labels.write_text(labels.read_text().replace(",train,", ",validation,", 1))
+    capsys.readouterr()
+    assert _exit_status(argv) == 2
+    err = capsys.readouterr().err
+    assert "other inputs" in err and "labels" in err

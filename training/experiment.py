@@ -31,8 +31,8 @@ from training.loop import TargetScale, evaluate, fit
 from training.metrics import METRICS, regression_metrics_many
 from training.protocols import Split, fixed_split, kfold, select_restart, to_items
 from utils.device import pick_device
-from utils.io import load_json, save_json, save_torch
-from utils.runs import open_run_dir
+from utils.io import file_digest, load_json, save_json, save_torch
+from utils.runs import RunDirError, open_run_dir
 
 
 def seed_for(*keys: int) -> int:
@@ -66,6 +66,37 @@ def load_dataset(cfg: DictConfig, inputs: str, labels: LabelTable, targets: list
     if cfg.model == "bilstm_glove":
         _need(task, cfg.task, "embeddings", "dir of embeddings_d{d}.pt (python embed.py)")
     return SequenceDataset.from_tokens(tokens, labels, targets, **options), context
+
+
+def input_files(cfg: DictConfig) -> dict[str, Path]:
+    """The files a run's results depend on, beside its config (which holds only their paths)."""
+    task = cfg[cfg.task]
+    files = {"labels": Path(task.labels)}
+    if get_model(cfg.model).inputs == "frames":
+        files["corpus"] = Path(task.corpus) / "meta.json"      # holds the corpus fingerprint
+    else:
+        tokens = Path(task.tokens)
+        files["tokens"] = tokens / "tokens.pt" if tokens.is_dir() else tokens
+        if cfg.model == "bilstm_glove":
+            emb = Path(task.embeddings)
+            files["embeddings"] = emb / f"embeddings_d{cfg.bilstm_glove.d}.pt" if emb.suffix != ".pt" else emb
+    return files
+
+
+def check_inputs(cfg: DictConfig, out: Path) -> None:
+    """Stamp the run with its inputs' hashes (inputs.json); refuse to reuse it once an input changed,
+    so re-running cluster.py or embed.py, or correcting labels.csv, never mixes old and new results."""
+    stamp = {name: file_digest(path) for name, path in input_files(cfg).items() if path.is_file()}
+    saved = out / "inputs.json"
+    if not saved.exists():
+        save_json(stamp, saved)
+        return
+    old = load_json(saved)
+    changed = sorted(n for n in old.keys() | stamp.keys() if old.get(n) != stamp.get(n))
+    if changed:
+        paths = ", ".join(f"{n} ({input_files(cfg).get(n, '?')})" for n in changed)
+        raise RunDirError(f"{out} was computed from other inputs: {paths} changed since. "
+                          f"Delete {out} or use another out=.")
 
 
 def make_splits(cfg: DictConfig, labels: LabelTable, dataset: SequenceDataset) -> list[Split]:
@@ -183,6 +214,7 @@ def summarise(results: list[dict], targets: list[str]) -> dict:
 def run(cfg: DictConfig, *, log=print) -> dict:
     """Train and evaluate `cfg.model` on `cfg.task`; returns metrics.json's content (cached if finished)."""
     out = open_run_dir(cfg.out, run_config(cfg), ignore=RESUMABLE_KEYS)
+    check_inputs(cfg, out)
     if (out / "metrics.json").exists():
         return load_json(out / "metrics.json")
     start = time.time()

@@ -46,7 +46,7 @@ def kfold(n: int, *, folds: int = 10, seed: int = 42, val_fraction: float = 0.25
         for train, test in KFold(folds, shuffle=True, random_state=seed).split(np.arange(n)):
             n_val = math.ceil(val_fraction * len(train))
             splits.append(Split(train=train[n_val:], val=train[:n_val], test=test))
-        return splits
+        return _none_empty(splits, f"kfold over {n} videos")
     groups = np.asarray(groups)
     subjects = np.unique(groups)
     if len(subjects) < folds:
@@ -57,7 +57,7 @@ def kfold(n: int, *, folds: int = 10, seed: int = 42, val_fraction: float = 0.25
         in_test = np.isin(groups, test_subjects)
         train_all = np.flatnonzero(~in_test)
         val_subjects, n_val = [], 0
-        for s in dict.fromkeys(groups[train_all]):  # subjects in dataset order
+        for s in list(dict.fromkeys(groups[train_all]))[:-1]:  # subjects in dataset order; one stays for training
             if n_val >= val_fraction * len(train_all):
                 break
             val_subjects.append(s)
@@ -65,6 +65,15 @@ def kfold(n: int, *, folds: int = 10, seed: int = 42, val_fraction: float = 0.25
         in_val = np.isin(groups, val_subjects)
         splits.append(Split(train=np.flatnonzero(~in_test & ~in_val), val=np.flatnonzero(in_val),
                             test=np.flatnonzero(in_test)))
+    return _none_empty(splits, f"grouped kfold over {len(subjects)} subjects")
+
+
+def _none_empty(splits: list[Split], what: str) -> list[Split]:
+    for k, split in enumerate(splits):
+        empty = [name for name in ("train", "val", "test") if len(getattr(split, name)) == 0]
+        if empty:
+            raise ValueError(f"{what}: fold {k + 1} of {len(splits)} has no {'/'.join(empty)} videos; "
+                             "use fewer folds (or grouped=false)")
     return splits
 
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from models.registry import get_model
 from training.config import RESUMABLE_KEYS, TrainConfig, compose, run_config, threads_for
+from training.experiment import check_inputs
 from training.results import write_results
 from utils.config import ConfigError, _merge
 from utils.io import load_json, save_text
@@ -98,8 +99,8 @@ def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
         sweep.tasks = list(cfg.sweep_tasks)
     jobs = plan(sweep, argv, root)
     workers = cfg.workers if any(a.startswith("workers=") for a in argv) or not sweep.workers else sweep.workers
-    for _, _, run_cfg in jobs:  # refuses, before anything trains, a finished run whose config changed
-        open_run_dir(run_cfg.out, run_config(run_cfg), ignore=RESUMABLE_KEYS)
+    for _, _, run_cfg in jobs:  # refuses, before anything trains, a finished run whose config or inputs changed
+        check_inputs(run_cfg, open_run_dir(run_cfg.out, run_config(run_cfg), ignore=RESUMABLE_KEYS))
     todo = [j for j in jobs if not (Path(j[2].out) / "metrics.json").exists()]
     # sequence models first: the longest runs start early, the baselines fill the gaps
     todo.sort(key=lambda j: get_model(j[2].model).kind != "sequence")

@@ -51,6 +51,15 @@ def save_npy(array: np.ndarray, path: str | Path) -> None:
             np.save(f, array)
 
 
+def file_digest(path: str | Path) -> str:
+    """Short hash of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def fingerprint(*arrays: np.ndarray | torch.Tensor) -> str:
     """Short content hash: artifacts carry it so a later stage can refuse mismatched inputs."""
     h = hashlib.sha256()
