@@ -68,7 +68,20 @@ class SequenceDataset(Dataset):
 
     @classmethod
     def _labelled(cls, values, offsets, ids, labels: LabelTable, target_names, **options):
-        rows = labels.rows_for(list(ids))
+        """Sequences of labelled videos; those of videos absent from labels.csv are left out (and said so)."""
+        ids = list(ids)
+        keep = torch.tensor([v in labels.row_of for v in ids], dtype=torch.bool)
+        if not bool(keep.any()):
+            raise KeyError(f"{labels.path}: none of the {len(ids)} sequences has a label "
+                           f"(sequence ids look like {ids[:2]}, labels.csv's like {labels.video_ids[:2]})")
+        if not bool(keep.all()):
+            missing = sorted({v for v, k in zip(ids, keep.tolist()) if not k})
+            print(f"{labels.path}: {len(missing)} video(s) without a label left out, e.g. {missing[:3]}")
+            lengths = offsets[1:] - offsets[:-1]                                     # (S,)
+            values = values[torch.repeat_interleave(keep, lengths)]                  # rows of kept sequences
+            offsets = torch.cat([offsets.new_zeros(1), torch.cumsum(lengths[keep], 0)])
+            ids = [v for v, k in zip(ids, keep.tolist()) if k]
+        rows = labels.rows_for(ids)
         targets = torch.from_numpy(labels.matrix(list(target_names))[rows]).float()
         subjects = [labels.subjects[r] for r in rows]
         index = {s: i for i, s in enumerate(sorted(set(subjects)))}

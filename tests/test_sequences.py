@@ -97,3 +97,18 @@ def test_labels_errors_name_the_line_and_column(tmp_path):
         labels.rows_for(["a", "zz"])
     with pytest.raises(KeyError, match="unknown target"):
         labels.matrix(["phq8"])
+
+
+def test_unlabelled_videos_are_left_out_and_all_unlabelled_is_an_error(tmp_path):
+    frames = torch.arange(12, dtype=torch.float32).reshape(6, 2).repeat(1, 1)
+    corpus = FrameCorpus(frames=torch.cat([frames, torch.zeros(6, 15)], 1),
+                         timestamps=torch.zeros(6, dtype=torch.float64), gap_before=torch.zeros(6, dtype=torch.bool),
+                         offsets=torch.tensor([0, 2, 3, 6]), sequence_video=torch.tensor([0, 1, 2]),
+                         video_ids=["a", "extra", "c"], meta={"au_names": [f"AU{i}" for i in range(17)]})
+    labels = _write_labels(tmp_path / "labels.csv", "video_id,subject,score\nc,s2,3\na,s1,7\n")
+    ds = SequenceDataset.from_corpus(corpus, labels, ["score"])
+    assert ds.ids == ["a", "c"] and ds.targets[:, 0].tolist() == [7.0, 3.0]
+    assert torch.equal(ds.sequence(0), corpus.frames[0:2]) and torch.equal(ds.sequence(1), corpus.frames[3:6])
+    none = _write_labels(tmp_path / "none.csv", "video_id,subject,score\nzz,s,1\n")
+    with pytest.raises(KeyError, match="none of the 3 sequences"):
+        SequenceDataset.from_corpus(corpus, none, ["score"])
