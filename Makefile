@@ -37,11 +37,13 @@ demo: $(VENV)/.installed
 paper:
 	$(MAKE) demo PRESET=paper OUT=runs/paper
 
+# the CPU benchmarks of BENCHMARKS.md (the demo sweep's timing needs `make demo` first)
 bench: $(VENV)/.installed
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_kmeans.py
 	$(PY) bench/bench_embed.py
-	$(PY) bench/bench_train.py
+	$(PY) bench/bench_distributed.py
+	$(PY) bench/bench_train.py demo --root $(OUT)
 
 clean-demo:
 	rm -rf $(OUT)
