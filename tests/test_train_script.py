@@ -151,3 +151,16 @@ def test_changed_inputs_are_refused_not_reused(tmp_path, capsys):
     assert _exit_status(argv) == 2
     err = capsys.readouterr().err
     assert "other inputs" in err and "labels" in err
+
+
+def test_resuming_on_another_device_type_is_refused(tasks, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = tasks + FAST + ["task=task_b", "model=bilstm_au", "task_b.restarts=2", f"out={out}"]
+    assert train.main(argv) == 0
+    (out / "metrics.json").unlink()                     # as if interrupted after its split was saved
+    split = torch.load(out / "splits" / "split0.pt", weights_only=True)
+    assert split["device"] == "cpu"
+    torch.save(split | {"device": "cuda"}, out / "splits" / "split0.pt")
+    capsys.readouterr()
+    assert _exit_status(argv) == 2
+    assert "was trained on cuda" in capsys.readouterr().err

@@ -237,7 +237,12 @@ def run(cfg: DictConfig, *, log=print) -> dict:
     for k, split in enumerate(splits):
         path = out / "splits" / f"split{k}.pt"
         if path.exists():
-            results.append(torch.load(path, weights_only=True))
+            done = torch.load(path, weights_only=True)
+            if sequence_model and done.get("device", device.type) != device.type:
+                # restarts batch differently on CUDA and CPU (so do their dropout draws): never mix them in one run
+                raise RunDirError(f"{path} was trained on {done['device']}; resume with device={done['device']} "
+                                  f"or delete {out}")
+            results.append(done)
             continue
         t0 = time.time()
         if sequence_model:
@@ -248,7 +253,8 @@ def run(cfg: DictConfig, *, log=print) -> dict:
                         writer.add_scalar(f"{key}/{name}/split{k}", v, epoch)
         else:
             result = fit_baseline_split(cfg, features, dataset, split, k)
-        result |= {"split": k, "test_items": torch.from_numpy(split.test), "seconds": time.time() - t0}
+        result |= {"split": k, "test_items": torch.from_numpy(split.test), "seconds": time.time() - t0,
+                   "device": device.type}
         save_torch(result, path)
         results.append(result)
         mean_test = {m: np.mean([result["targets"][t]["test_selected"][m] for t in range(len(targets))]) for m in METRICS}
