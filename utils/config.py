@@ -19,7 +19,8 @@ class ConfigError(ValueError):
     """A config key or value that the script's schema does not accept."""
 
 
-def _merge(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
+def merge_layer(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
+    """`base` with `layer` merged over it; a key or value `base`'s schema refuses is a ConfigError naming `source`."""
     try:
         return OmegaConf.merge(base, layer)
     except OmegaConfBaseException as err:
@@ -53,14 +54,14 @@ def load_config(schema: type, argv: Sequence[str] = (), defaults: str | Path | N
     """
     cfg = OmegaConf.structured(schema)
     if defaults is not None and Path(defaults).exists():
-        cfg = _merge(cfg, OmegaConf.load(defaults), str(defaults))
+        cfg = merge_layer(cfg, OmegaConf.load(defaults), str(defaults))
     user_yaml, pairs = parse_overrides(argv)
     if user_yaml is not None:
         if not Path(user_yaml).exists():
             raise ConfigError(f"config={user_yaml}: no such file")
-        cfg = _merge(cfg, OmegaConf.load(user_yaml), user_yaml)
+        cfg = merge_layer(cfg, OmegaConf.load(user_yaml), user_yaml)
     for source, layer in [*before, ("command line", OmegaConf.from_dotlist(pairs)), *after]:
-        cfg = _merge(cfg, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source)
+        cfg = merge_layer(cfg, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source)
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
