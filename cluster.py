@@ -93,7 +93,7 @@ def main(argv: list[str]) -> dict:
     if cfg.vocab:
         vocab = Vocabulary.load(cfg.vocab)
         labels, dist = nearest(frames, vocab.centroids, backend=cfg.backend, chunk=cfg.chunk)
-        tokens = gather_tokens(tokenize(corpus, vocab, labels, dist), ctx)           # all sequences, in order
+        tokens = gather_tokens(tokenize(corpus, vocab, labels, dist), ctx)           # all sequences, on rank 0
         n_unk = int(all_reduce_sum((vocab.frame_tokens(labels, dist) == UNK).sum().reshape(1), ctx))
         close_distributed(ctx)                                                        # rank 0 writes alone
         unk = n_unk / n_frames if n_frames else 0.0
@@ -138,8 +138,8 @@ def main(argv: list[str]) -> dict:
     counts = all_reduce_sum(torch.bincount(labels, minlength=k), ctx)                  # (k,) over the corpus
     vocab = Vocabulary(centroids=centroids, counts=counts, au_names=corpus.au_names,
                        min_count=cfg.min_count, max_dist=cfg.max_dist, corpus_fingerprint=corpus.fingerprint)
-    tokens = gather_tokens(tokenize(corpus, vocab, labels, dist), ctx)                # all sequences, in order
-    labels, dist = all_gather_rows(labels, ctx), all_gather_rows(dist, ctx)          # (N,) every frame, in order
+    tokens = gather_tokens(tokenize(corpus, vocab, labels, dist), ctx)                # all sequences, on rank 0
+    labels, dist = all_gather_rows(labels, ctx, to=0), all_gather_rows(dist, ctx, to=0)  # (N,) on rank 0 only
     close_distributed(ctx)                                                            # rank 0 writes alone
     if not ctx.is_main:
         return summary

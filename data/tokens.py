@@ -155,15 +155,19 @@ class Tokens:
                    vocab_size=int(obj["vocab_size"]))
 
 
-def gather_tokens(part: Tokens, ctx: Dist) -> Tokens:
+def gather_tokens(part: Tokens, ctx: Dist) -> Tokens | None:
     """Under torchrun: the Tokens of every rank's run of sequences, joined in rank order (the corpus
-    order, with utils.distributed.shard_sequences), on every rank. One process: `part` itself."""
+    order, with utils.distributed.shard_sequences), on rank 0, which writes them; None on the other
+    ranks. One process: `part` itself."""
     if not ctx.active:
         return part
-    lengths = all_gather_rows(part.offsets.diff(), ctx)                   # (S,) tokens per sequence
+    lengths = all_gather_rows(part.offsets.diff(), ctx, to=0)            # (S,) tokens per sequence
+    ids = all_gather_objects(part.video_ids, ctx, to=0)
+    tokens = all_gather_rows(part.tokens, ctx, to=0)
+    if not ctx.is_main:
+        return None
     offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
-    video_ids = [v for ids in all_gather_objects(part.video_ids, ctx) for v in ids]
-    return dataclasses.replace(part, tokens=all_gather_rows(part.tokens, ctx), offsets=offsets, video_ids=video_ids)
+    return dataclasses.replace(part, tokens=tokens, offsets=offsets, video_ids=[v for r in ids for v in r])
 
 
 def check_finite(corpus: FrameCorpus, where: str | Path) -> None:

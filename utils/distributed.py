@@ -78,8 +78,12 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
     return tensor
 
 
-def all_gather_rows(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
-    """Concatenate every rank's rows in rank order; ranks may hold different numbers of rows."""
+def all_gather_rows(tensor: torch.Tensor, ctx: Dist, *, to: int | None = None) -> torch.Tensor | None:
+    """Concatenate every rank's rows in rank order; ranks may hold different numbers of rows.
+
+    With `to=r` only rank r receives them (the others get None): for corpus-sized results that one
+    rank writes, so the others never hold them.
+    """
     if not ctx.active:
         return tensor
     counts = torch.tensor([tensor.shape[0]], device=tensor.device)
@@ -88,17 +92,25 @@ def all_gather_rows(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
     most = int(max(c.item() for c in all_counts))
     padded = torch.zeros((most, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
     padded[: tensor.shape[0]] = tensor
-    gathered = [torch.empty_like(padded) for _ in range(ctx.world_size)]
-    dist.all_gather(gathered, padded)
-    return torch.cat([g[: int(c.item())] for g, c in zip(gathered, all_counts)])
+    receives = to is None or ctx.rank == to
+    gathered = [torch.empty_like(padded) for _ in range(ctx.world_size)] if receives else None
+    if to is None:
+        dist.all_gather(gathered, padded)
+    else:
+        dist.gather(padded, gather_list=gathered, dst=to)
+    return torch.cat([g[: int(c.item())] for g, c in zip(gathered, all_counts)]) if receives else None
 
 
-def all_gather_objects(obj, ctx: Dist) -> list:
-    """Every rank's picklable `obj`, in rank order (small things: names, ids)."""
+def all_gather_objects(obj, ctx: Dist, *, to: int | None = None) -> list | None:
+    """Every rank's picklable `obj`, in rank order (small things: names, ids); with `to=r` on rank r only."""
     if not ctx.active:
         return [obj]
-    out = [None] * ctx.world_size
-    dist.all_gather_object(out, obj)
+    if to is None:
+        out = [None] * ctx.world_size
+        dist.all_gather_object(out, obj)
+        return out
+    out = [None] * ctx.world_size if ctx.rank == to else None
+    dist.gather_object(obj, out, dst=to)
     return out
 
 
