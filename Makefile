@@ -21,12 +21,12 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed
-	$(PY) -m data.synth   $(call preset,synth_pretrain) kind=pretrain out=$(OUT)/synth/pretrain
-	$(PY) -m data.synth   $(call preset,synth_task_a) kind=task_a out=$(OUT)/synth/task_a
-	$(PY) -m data.synth   $(call preset,synth_task_b) kind=task_b out=$(OUT)/synth/task_b
-	$(PY) -m data.ingest  src=$(OUT)/synth/pretrain/openface out=$(OUT)/corpus/pretrain
-	$(PY) -m data.ingest  src=$(OUT)/synth/task_a/openface   out=$(OUT)/corpus/task_a
-	$(PY) -m data.ingest  src=$(OUT)/synth/task_b/openface   out=$(OUT)/corpus/task_b
+	$(PY) synth.py          $(call preset,synth_pretrain) kind=pretrain out=$(OUT)/synth/pretrain
+	$(PY) synth.py          $(call preset,synth_task_a) kind=task_a out=$(OUT)/synth/task_a
+	$(PY) synth.py          $(call preset,synth_task_b) kind=task_b out=$(OUT)/synth/task_b
+	$(PY) ingest.py        src=$(OUT)/synth/pretrain/openface out=$(OUT)/corpus/pretrain
+	$(PY) ingest.py        src=$(OUT)/synth/task_a/openface   out=$(OUT)/corpus/task_a
+	$(PY) ingest.py        src=$(OUT)/synth/task_b/openface   out=$(OUT)/corpus/task_b
 	$(PY) cluster.py      $(call preset,cluster) corpus=$(OUT)/corpus/pretrain out=$(OUT)/vocab
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_a vocab=$(OUT)/vocab out=$(OUT)/tokens/task_a
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_b vocab=$(OUT)/vocab out=$(OUT)/tokens/task_b

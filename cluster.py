@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from data.corpus import FrameCorpus
-from data.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, nearest, tokenize,
+from data.openface.corpus import FrameCorpus
+from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, nearest, tokenize,
                          write_vocab_tsv)
-from models.elbow import fit_or_load, knee, write_elbow_csv
-from models.kmeans_plots import plot_centroids, plot_elbow
+from vocab.elbow import fit_or_load, knee, write_elbow_csv
+from vocab.plots import plot_centroids, plot_elbow
 from utils.cli import run_script
-from utils.config import ConfigError, load_config
+from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.distributed import all_gather_rows, all_reduce_sum, close_distributed, init_distributed, shard_sequences
 from utils.io import save_json
 from utils.runs import open_run_dir
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent
 
 @dataclass
 class ClusterConfig:
-    corpus: str = ""              # frame corpus directory (python -m data.ingest)
+    corpus: str = ""              # frame corpus directory (python ingest.py)
     out: str = ""                 # run directory
     vocab: str = ""               # an existing vocabulary (a cluster.py out dir): tokenise only
     k: int = 0                    # clusters for the tokens; 0 = the knee of the sweep
@@ -68,7 +68,7 @@ MAY_CHANGE = ("device", "k", "sweep", "backend", "chunk", "batch_restarts", "dom
 
 
 def main(argv: list[str]) -> dict:
-    cfg = load_config(ClusterConfig, argv, ROOT / "configs" / "cluster.yaml")
+    cfg = load_config(ClusterConfig, argv, CONFIG_DIR / "cluster.yaml")
     if not cfg.corpus or not cfg.out:
         raise ConfigError("corpus= and out= are required")
     if not cfg.vocab and not cfg.sweep and cfg.k <= 0:

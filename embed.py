@@ -31,17 +31,17 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from data.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
-from data.glove_files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
-from data.token_set import TokenFileError, load_tokens
-from models.glove_trainer import GloveConfig, GloveTrainer, check_config as check_glove
+from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
+from glove.files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
+from vocab.token_set import TokenFileError, load_tokens
+from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
-from utils.config import ConfigError, load_config
+from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.distributed import broadcast_object, close_distributed, init_distributed, shard_sequences
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
 
-DEFAULTS = Path(__file__).resolve().parent / "configs" / "embed.yaml"
+DEFAULTS = CONFIG_DIR / "embed.yaml"
 
 
 @dataclass

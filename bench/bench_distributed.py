@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.bench_kmeans import au_like_frames  # noqa: E402
-from models.kmeans import KMeans  # noqa: E402
+from vocab.kmeans import KMeans  # noqa: E402
 from utils.distributed import close_distributed, init_distributed, shard  # noqa: E402
 
 

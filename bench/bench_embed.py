@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.cooccurrence import cooccurrence  # noqa: E402
-from models.glove_trainer import GloveConfig, GloveTrainer  # noqa: E402
+from glove.cooccurrence import cooccurrence  # noqa: E402
+from glove.trainer import GloveConfig, GloveTrainer  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 
 

@@ -13,7 +13,7 @@ Frames per second count CSV rows (video frames at 30 fps) consumed per second.
 - read_raw:    our full reader: every row, the same columns, every field count checked.
 - load_video:  what ingestion runs per file (default config: filter + 5 fps grid, which reads the
                AU fields of 1 row in 6 but the timestamp of every row).
-- ingest:      `data.ingest.ingest` end to end (file listing, workers, parts, corpus save), with
+- ingest:      `data.openface.ingest.ingest` end to end (file listing, workers, parts, corpus save), with
                1 and with N worker processes, from a fresh output folder.
 The first three are single-process. Each figure is the best of --repeats rounds, the readers
 taking turns within a round; both wall time and CPU time (this process + worker processes) are
@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.ingest import ingest  # noqa: E402
-from data.openface import DEFAULT_AUS, ReaderConfig, load_video, read_raw  # noqa: E402
-from data.openface_format import openface_columns, write_openface_csv  # noqa: E402
+from data.openface.ingest import ingest  # noqa: E402
+from data.openface.reader import DEFAULT_AUS, ReaderConfig, load_video, read_raw  # noqa: E402
+from data.openface.format import openface_columns, write_openface_csv  # noqa: E402
 
 
 def fake_values(columns: list[str], n: int, rng: np.random.Generator) -> np.ndarray:

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.elbow import seed_for  # noqa: E402
-from models.kmeans import KMeans, assign, exact_sq_dist  # noqa: E402
+from vocab.elbow import seed_for  # noqa: E402
+from vocab.assign import assign, exact_sq_dist  # noqa: E402
+from vocab.kmeans import KMeans  # noqa: E402
 
 PAPER_N, PAPER_K, D = 5_292_819, 1000, 17
 PAPER_SWEEP = [100, 200, 500, 1000, 2000, 5000, 10000]

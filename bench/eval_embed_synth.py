@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/eval_embed_synth.py --synth DIR --corpus DIR --vocab DIR --embed DIR
 
-DIRs are the outputs of `data.synth kind=pretrain`, `data.ingest`, `cluster.py` and `embed.py` on
+DIRs are the outputs of `synth.py kind=pretrain`, `ingest.py`, `cluster.py` and `embed.py` on
 them. Each cluster token is labelled with the hidden state most of its frames came from; the
 figure is the share of tokens whose cosine-nearest other token has the same label, next to chance
 (two tokens drawn at random share a label), random vectors, and the k-means centres themselves
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.corpus import FrameCorpus  # noqa: E402
-from models.glove_eval import nn_agreement, token_states  # noqa: E402
+from data.openface.corpus import FrameCorpus  # noqa: E402
+from glove.report import nn_agreement, token_states  # noqa: E402
 
 
 def evaluate(synth: Path, corpus_dir: Path, vocab_dir: Path, embed_dir: Path) -> list[tuple[str, float, float]]:

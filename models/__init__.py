@@ -1,1 +1,3 @@
-"""Models: k-means (the vocabulary), GloVe, BiLSTMs and baselines; `registry.py` maps names to them."""
+"""The learnable models. Importing the package imports every model module, whose
+`@register_model` decorators fill the one registry (models/registry.py)."""
+from models import baselines, bilstm, glove, registry  # noqa: F401  (the imports fill the registry)

@@ -19,9 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from data.features import cdm_features, static_features
+from data.tasks.features import cdm_features, static_features
 from models.registry import register_model
-from training.metrics import regression_metrics, selection_score
+from losses.metrics import regression_metrics, selection_score
 
 
 class RandomBaseline:

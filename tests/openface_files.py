@@ -9,8 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from data.openface import DEFAULT_AUS
-from data.openface_format import openface_columns
+from data.openface.reader import DEFAULT_AUS
+from data.openface.format import openface_columns
 
 
 class Table:

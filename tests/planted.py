@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus
 
 AU_NAMES = ["AU01_r", "AU02_r", "AU04_r", "AU05_r", "AU06_r", "AU07_r", "AU09_r", "AU10_r", "AU12_r",
             "AU14_r", "AU15_r", "AU17_r", "AU20_r", "AU23_r", "AU25_r", "AU26_r", "AU45_r"]

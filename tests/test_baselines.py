@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from data.features import cdm_features, quantise_1d, static_features
-from data.sequences import SequenceDataset
+from data.tasks.features import cdm_features, quantise_1d, static_features
+from data.tasks.sequences import SequenceDataset
 from models.registry import create_model
 
 

@@ -12,9 +12,9 @@ import torch
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 import cluster
-from data.corpus import FrameCorpus
-from data.tokens import END, START, UNK, Tokens, Vocabulary
-from models.kmeans import KMeans
+from data.openface.corpus import FrameCorpus
+from vocab.tokens import END, START, UNK, Tokens, Vocabulary
+from vocab.kmeans import KMeans
 from tests.planted import make_corpus, planted_frames, save_planted_corpus
 from utils.config import ConfigError
 from utils.runs import RunDirError
@@ -137,9 +137,9 @@ def test_rerun_with_other_thresholds_in_the_same_out_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """A small synthetic pretraining corpus (data.synth + data.ingest) and its hidden states."""
-    from data.ingest import ingest
-    from data.synth import generate
+    """A small synthetic pretraining corpus (synth + ingest) and its hidden states."""
+    from data.openface.ingest import ingest
+    from data.synth.generate import generate
     root = tmp_path_factory.mktemp("synthetic")
     generate(root / "synth", {"kind": "pretrain", "seed": 3, "workers": 1, "pretrain.n_subjects": 24,
                               "pretrain.videos_per_subject": 6.0})

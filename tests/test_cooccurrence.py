@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from data.cooccurrence import cooccurrence
+from glove.cooccurrence import cooccurrence
 from utils.config import ConfigError
 
 UNK = 0

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus
 
 
 def _corpus(n=7, offsets=(0, 3, 7), sequence_video=(0, 1)):

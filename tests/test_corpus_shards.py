@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from data.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus
 from utils.distributed import Dist, shard_sequences
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from data.cooccurrence import cooccurrence
+from glove.cooccurrence import cooccurrence
 from tests.distributed_harness import run_ranks
 from utils.distributed import Dist, init_distributed, shard_sequences
 

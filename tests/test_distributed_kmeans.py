@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.kmeans import KMeans
+from vocab.kmeans import KMeans
 from tests.distributed_harness import run_ranks
 from tests.planted import planted_frames
 from utils.distributed import init_distributed, shard_sequences

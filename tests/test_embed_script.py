@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import embed
-from data.cooccurrence import cooccurrence
-from data.glove_files import CREC, read_crec, read_vectors_txt
-from data.token_set import TokenFileError
-from data.tokens import Vocabulary
-from models.glove_trainer import GloveTrainer
+from glove.cooccurrence import cooccurrence
+from glove.files import CREC, read_crec, read_vectors_txt
+from vocab.token_set import TokenFileError
+from vocab.tokens import Vocabulary
+from glove.trainer import GloveTrainer
 from utils.config import ConfigError
 from utils.runs import RunDirError
 

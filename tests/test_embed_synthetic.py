@@ -6,7 +6,8 @@ import pytest
 import cluster
 import embed
 from bench.eval_embed_synth import evaluate
-from data import ingest, synth
+import ingest
+import synth
 
 
 @pytest.mark.slow

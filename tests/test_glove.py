@@ -9,7 +9,7 @@ import torch
 
 from losses.glove import glove_loss, glove_loss_and_grad, glove_weight, log_counts
 from models.glove import GloVe
-from models.glove_trainer import GloveAdaGrad, GloveConfig, GloveTrainer
+from glove.trainer import GloveAdaGrad, GloveConfig, GloveTrainer
 from utils.config import ConfigError
 from utils.runs import RunDirError
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import data.ingest as ingest_mod
-from data.corpus import FrameCorpus
-from data.ingest import IngestConfig, ingest, main
-from data.openface import DEFAULT_AUS, PRESETS, ReaderConfig, load_video
+import data.openface.ingest as ingest_mod
+from data.openface.corpus import FrameCorpus
+from data.openface.ingest import IngestConfig, ingest
+from ingest import main
+from data.openface.reader import DEFAULT_AUS, PRESETS, ReaderConfig, load_video
 from tests.openface_files import openface_table
 from utils.config import ConfigError
 from utils.runs import RunDirError
@@ -81,7 +82,7 @@ def test_ingest_tree(tree, tmp_path, capsys):
 
 
 class CountingReader:
-    """Stands in for data.ingest.load_video; counts calls per file, optionally stops the run."""
+    """Stands in for data.openface.ingest.load_video; counts calls per file, optionally stops the run."""
 
     def __init__(self, stop_after=None):
         self.calls, self.stop_after = [], stop_after

@@ -6,8 +6,9 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from models.elbow import knee
-from models.kmeans import KMeans, assign, kmeans_plusplus
+from vocab.elbow import knee
+from vocab.assign import assign
+from vocab.kmeans import KMeans, kmeans_plusplus
 from tests.planted import planted_frames
 
 BACKENDS = ["torch", pytest.param("keops", marks=pytest.mark.slow)]  # KeOps compiles on first use (~5 s a formula)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import regression_metrics, regression_metrics_many, selection_score
+from losses.metrics import regression_metrics, regression_metrics_many, selection_score
 
 
 def _numpy(p, t):

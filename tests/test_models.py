@@ -3,7 +3,7 @@ the registry rejects unknown names, bilstm_glove refuses embeddings of another v
 import pytest
 import torch
 
-from data.sequences import pad_collate
+from data.tasks.sequences import pad_collate
 from models.bilstm import BiLSTMRegressor, reverse_padded
 from models.registry import create_model, known_models
 from utils.io import save_torch

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from data.openface import (DEFAULT_AUS, PRESETS, PYFEAT_AUS, MissingColumnsError,
+from data.openface.reader import (DEFAULT_AUS, PRESETS, PYFEAT_AUS, MissingColumnsError,
                            ReaderConfig, as_reader_config, load_video, read_raw)
 from tests.conftest import REPO
 from tests.openface_files import openface_table

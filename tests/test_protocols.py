@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold
 
-from training.metrics import regression_metrics
+from losses.metrics import regression_metrics
 from training.protocols import fixed_split, kfold, select_restart, to_items
 
 

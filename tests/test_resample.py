@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from data.openface import ReaderConfig, load_video
-from data.resample import TIME_TOL, drop_short_sequences, gap_before, grid_rows, sequence_offsets
+from data.openface.reader import ReaderConfig, load_video
+from data.openface.resample import TIME_TOL, drop_short_sequences, gap_before, grid_rows, sequence_offsets
 from tests.openface_files import openface_table
 
 steps = st.lists(st.sampled_from([0.0, 0.001, 0.01, 0.033, 0.034, 0.04, 0.05, 0.1, 0.2, 0.25, 0.5, 1.3]),

@@ -3,9 +3,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from data.corpus import FrameCorpus
-from data.labels import read_labels
-from data.sequences import LengthBucketSampler, SequenceDataset, make_loader, pad_collate
+from data.openface.corpus import FrameCorpus
+from data.tasks.labels import read_labels
+from data.tasks.sequences import LengthBucketSampler, SequenceDataset, make_loader, pad_collate
 
 
 def _dataset(lengths, **options):

@@ -13,13 +13,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from data.labels import read_labels
-from data.openface_format import AU_C_NAMES, AU_R_NAMES, _Tables, openface_columns, write_openface_csv
-from data.synth import SynthConfig, generate, load_synth_config
-from data.synth import main as synth_main
-from data.synth_model import draw_traits, make_subject, simulate_video
-from data.synth_plan import LABEL_WEIGHTS, TASK_A_TARGETS, rng_for
-from data.synth_states import STATE_FAMILY, FAMILIES, STATE_NAMES, TRAITS
+from data.tasks.labels import read_labels
+from data.openface.format import AU_C_NAMES, AU_R_NAMES, _Tables, openface_columns, write_openface_csv
+from data.synth.generate import SynthConfig, generate, load_synth_config
+from synth import main as synth_main
+from data.synth.behaviour import draw_traits, make_subject, simulate_video
+from data.synth.plan import LABEL_WEIGHTS, TASK_A_TARGETS, rng_for
+from data.synth.states import STATE_FAMILY, FAMILIES, STATE_NAMES, TRAITS
 from utils.config import ConfigError
 from utils.runs import RunDirError
 
@@ -149,9 +149,9 @@ def test_header_variants_are_mixed(tiny):
 
 
 def test_read_raw_reads_synthetic_files_exactly(tiny):
-    if importlib.util.find_spec("data.openface") is None:
+    if importlib.util.find_spec("data.openface.reader") is None:
         pytest.skip("data/openface.py (the reader) is not there yet")
-    from data.openface import read_raw
+    from data.openface.reader import read_raw
     for root in tiny.values():
         for path in csvs(root):
             names, values, _ = parse(path)
@@ -295,7 +295,7 @@ def test_yaml_defaults_match_schema():
 
 def test_cli(tmp_path):
     out = tmp_path / "cli"
-    run = subprocess.run([sys.executable, "-m", "data.synth", f"out={out}", "kind=task_b", "task_b.n_train=2",
+    run = subprocess.run([sys.executable, "synth.py", f"out={out}", "kind=task_b", "task_b.n_train=2",
                           "task_b.n_validation=1", "task_b.n_test=1", "task_b.interview_seconds_min=1",
                           "task_b.interview_seconds_max=2", "workers=1"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.tokens import (END, START, UNK, Tokens, Vocabulary, check_finite, frame_tokens, nearest, tokenize,
+from vocab.tokens import (END, START, UNK, Tokens, Vocabulary, check_finite, frame_tokens, nearest, tokenize,
                          with_boundaries, write_vocab_tsv)
 from tests.planted import AU_NAMES, make_corpus, planted_frames
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus
 from utils.io import fingerprint, save_torch
 
 AU_NAMES = ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15",

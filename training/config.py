@@ -23,7 +23,7 @@ TASK_A_TARGETS = ["conceptual_disorganisation", "flow_of_conversation", "halluci
 
 @dataclass
 class TaskConfig:
-    corpus: str = ""         # frame corpus dir (data.ingest): bilstm_au and the baselines
+    corpus: str = ""         # frame corpus dir (data.openface.ingest): bilstm_au and the baselines
     tokens: str = ""         # dir holding tokens.pt (cluster.py with the pretraining vocabulary)
     embeddings: str = ""     # dir holding embeddings_d{d}.pt (embed.py): bilstm_glove
     labels: str = ""         # labels.csv

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from data.corpus import FrameCorpus
-from data.labels import LabelTable, read_labels
-from data.sequences import SequenceDataset
+from data.openface.corpus import FrameCorpus
+from data.tasks.labels import LabelTable, read_labels
+from data.tasks.sequences import SequenceDataset
 from models.registry import get_model
 from training.config import RESUMABLE_KEYS, run_config
 from training.loop import TargetScale, evaluate, fit
-from training.metrics import METRICS, regression_metrics_many
+from losses.metrics import METRICS, regression_metrics_many
 from training.protocols import Split, fixed_split, kfold, select_restart, to_items
 from utils.device import pick_device
 from utils.io import file_digest, load_json, save_json, save_torch
@@ -54,7 +54,7 @@ def load_dataset(cfg: DictConfig, inputs: str, labels: LabelTable, targets: list
     full = bool(params.get("full_sequence", False))
     options = dict(max_len=None if full else task.max_len, stride=1 if full else task.stride, crop=task.crop)
     if inputs == "frames":
-        corpus = FrameCorpus.load(_need(task, cfg.task, "corpus", "frame corpus dir (python -m data.ingest)"))
+        corpus = FrameCorpus.load(_need(task, cfg.task, "corpus", "frame corpus dir (python ingest.py)"))
         return SequenceDataset.from_corpus(corpus, labels, targets, **options), {"input_dim": corpus.frames.shape[1]}
     path = Path(_need(task, cfg.task, "tokens", "tokens dir (python cluster.py)"))
     path = path / "tokens.pt" if path.is_dir() else path

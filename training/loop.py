@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from data.sequences import SequenceDataset, make_loader
+from data.tasks.sequences import SequenceDataset, make_loader
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold
 
-from training.metrics import selection_score
+from losses.metrics import selection_score
 
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -14,6 +14,9 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+# every script's defaults: configs/<script>.yaml at the repository's top
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
 
 class ConfigError(ValueError):
     """A config key or value that the script's schema does not accept."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.openface_format import AU_INTENSITY
+from data.openface.format import AU_INTENSITY
 
 # Hidden per-subject traits, standard normal (correlated, see TRAIT_CORR). They shape static levels
 # (which states, how intense, tonic activity) and dynamics (dwell times, ramp speed, blink rate).

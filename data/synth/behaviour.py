@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.openface_format import AU_INTENSITY
-from data.synth_states import (DWELL_S, FAMILY_BASE, FAMILY_LOADINGS, NEUTRAL, RAMP_S, SPEECH,
+from data.openface.format import AU_INTENSITY
+from data.synth.states import (DWELL_S, FAMILY_BASE, FAMILY_LOADINGS, NEUTRAL, RAMP_S, SPEECH,
                                STATE_FAMILY, TRAIT_CORR, TRAITS, affinity, prototypes)
 
 AU = {name: i for i, name in enumerate(AU_INTENSITY)}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.openface_format import N_EYE_LMK, N_PDM
-from data.synth_model import AU, smooth_noise
+from data.openface.format import N_EYE_LMK, N_PDM
+from data.synth.behaviour import AU, smooth_noise
 
 
 def _ring(cx, cy, rx, ry, n, start=np.pi, z=0.0):

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.corpus import FrameCorpus
-from models.kmeans import assign, cpu_threads, exact_sq_dist
+from data.openface.corpus import FrameCorpus
+from vocab.assign import assign, cpu_threads, exact_sq_dist
 from utils.distributed import Dist, all_gather_objects, all_gather_rows
 from utils.io import fingerprint, save_text, save_torch
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from data.corpus import FrameCorpus
-from data.labels import LabelTable
+from data.openface.corpus import FrameCorpus
+from data.tasks.labels import LabelTable
 
 
 class SequenceDataset(Dataset):

@@ -1,6 +1,6 @@
 """What embed.py needs of cluster.py's output: `tokens.pt`, checked, with names and dominant AUs.
 
-`tokens.pt` is read with `data.tokens.Tokens.load` (which refuses a file without a vocabulary
+`tokens.pt` is read with `vocab.tokens.Tokens.load` (which refuses a file without a vocabulary
 fingerprint); when `centroids.pt` lies beside it, the tokens must carry that vocabulary's
 fingerprint. `vocab.tsv` (optional here) gives each id its token name and dominant AUs; without it
 the names are the specials and `c<cluster>` for id = cluster + number of specials. Every problem is
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from data.tokens import CENTROIDS_FILE, SPECIALS, TOKENS_FILE, VOCAB_TSV, Tokens, Vocabulary
+from vocab.tokens import CENTROIDS_FILE, SPECIALS, TOKENS_FILE, VOCAB_TSV, Tokens, Vocabulary
 
 VOCAB_COLUMNS = ("token", "id", "count", "mean_dist", "dominant_aus")
 
@@ -42,7 +42,7 @@ class TokenSet:
 
 
 def load_tokens(path: str | Path) -> TokenSet:
-    """`path` is tokens.pt or the folder holding it (read with data.tokens, which cluster.py wrote it with)."""
+    """`path` is tokens.pt or the folder holding it (read with vocab.tokens, which cluster.py wrote it with)."""
     path = Path(path)
     file = path / TOKENS_FILE if path.is_dir() else path
     centroids = file.parent / CENTROIDS_FILE

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.synth_states import TRAIT_CORR, TRAITS
+from data.synth.states import TRAIT_CORR, TRAITS
 
 TASK_A_TARGETS = ("conceptual_disorganisation", "flow_of_conversation", "hallucinations",
                   "suspiciousness", "delusions")

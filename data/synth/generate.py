@@ -1,4 +1,4 @@
-"""Synthetic OpenFace datasets with known hidden structure: `python -m data.synth out=DIR kind=...`.
+"""Synthetic OpenFace datasets with known hidden structure: `python synth.py out=DIR kind=...`.
 
     kind=pretrain   many subjects, many short videos, no targets
     kind=task_a     ~40 subjects, ~800 segments of up to 30 s, five PANSS-like ratings 1-7 per subject
@@ -27,18 +27,17 @@ import numpy as np
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from data.openface_format import AU_R_NAMES, openface_columns, write_openface_csv
-from data.synth_face import full_blocks, gaze, head_pose
-from data.synth_model import Subject, draw_traits, make_subject, simulate_video
-from data.synth_plan import TASK_A_TARGETS, TASK_B_TARGETS, LABEL_WEIGHTS, add_labels, plan_videos, rng_for
-from data.synth_states import FAMILIES, STATE_FAMILY, STATE_NAMES, TRAITS, prototypes
-from utils.cli import run_script
-from utils.config import ConfigError, load_config
+from data.openface.format import AU_R_NAMES, openface_columns, write_openface_csv
+from data.synth.face import full_blocks, gaze, head_pose
+from data.synth.behaviour import Subject, draw_traits, make_subject, simulate_video
+from data.synth.plan import TASK_A_TARGETS, TASK_B_TARGETS, LABEL_WEIGHTS, add_labels, plan_videos, rng_for
+from data.synth.states import FAMILIES, STATE_FAMILY, STATE_NAMES, TRAITS, prototypes
+from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.io import save_json, save_text, save_torch
 from utils.runs import open_run_dir
 
 KINDS = ("pretrain", "task_a", "task_b")
-DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "synth.yaml"
+DEFAULTS = CONFIG_DIR / "synth.yaml"
 
 
 @dataclass
@@ -240,14 +239,3 @@ def generate(out: str | Path, cfg: DictConfig | Mapping[str, Any] | list[str] | 
     print(f"[synth] {cfg.kind}: {meta['n_videos']} videos of {meta['n_subjects']} subjects, {rows} rows "
           f"({rows / fps / 60:.1f} min at {fps:g} fps) in {time.perf_counter() - t0:.1f} s -> {out}")
     return out
-
-
-def main(argv: list[str]) -> None:
-    cfg = load_config(SynthConfig, argv, DEFAULTS)
-    if OmegaConf.is_missing(cfg, "out"):
-        raise ConfigError("out=DIR is required (where the dataset is written)")
-    generate(cfg.out, cfg)
-
-
-if __name__ == "__main__":
-    run_script(main, "data.synth")

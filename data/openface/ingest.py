@@ -1,8 +1,8 @@
 """Ingest a folder tree of OpenFace CSVs into one frame corpus.
 
-    python -m data.ingest src=DIR out=DIR [key=value ...]      (defaults: configs/ingest.yaml)
+    python ingest.py src=DIR out=DIR [key=value ...]      (defaults: configs/ingest.yaml)
 
-Every `*.csv` under `src` (sorted by relative path) is read by `data.openface.load_video`; its video
+Every `*.csv` under `src` (sorted by relative path) is read by `data.openface.reader.load_video`; its video
 id is the path relative to `src`, POSIX, without `.csv`. The corpus format is `data/corpus.py`;
 `out/ingest_report.json` holds every file's report (rows read, kept, dropped by reason, time source,
 errors) and the totals.
@@ -36,16 +36,15 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
-from data.corpus import FrameCorpus
-from data.openface import (DROP_REASONS, ReaderConfig, as_reader_config, load_video, new_report,
+from data.openface.corpus import FrameCorpus
+from data.openface.reader import (DROP_REASONS, ReaderConfig, as_reader_config, load_video, new_report,
                            reader_hash)
-from data.resample import sequence_offsets
-from utils.cli import run_script
-from utils.config import ConfigError, load_config
+from data.openface.resample import sequence_offsets
+from utils.config import CONFIG_DIR, ConfigError
 from utils.io import atomic_path, load_json, save_json
 from utils.runs import open_run_dir
 
-DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "ingest.yaml"
+DEFAULTS = CONFIG_DIR / "ingest.yaml"
 
 
 @dataclass
@@ -286,22 +285,3 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
         if stale.name not in current:
             stale.unlink()
     return corpus
-
-
-def main(argv: Optional[list[str]] = None) -> FrameCorpus:
-    cfg = load_config(IngestConfig, sys.argv[1:] if argv is None else argv, DEFAULTS)
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"missing required key(s): {', '.join(missing)} (python -m data.ingest src=DIR out=DIR)")
-    corpus = ingest(cfg.src, cfg.out, cfg)
-    report = load_json(Path(cfg.out) / "ingest_report.json")["totals"]
-    dropped = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
-    print(f"{cfg.out}: {report['files']} files ({report['files_failed']} failed, {report['files_empty']} empty), "
-          f"{corpus.meta['n_videos']} videos, {corpus.n_sequences} sequences, {corpus.n_frames} frames "
-          f"({'every kept row' if cfg.fps is None else f'at {cfg.fps:g} fps'}) from {report['rows_read']} rows; "
-          f"dropped: {dropped}")
-    return corpus
-
-
-if __name__ == "__main__":
-    run_script(main, "data.ingest")

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from models.kmeans import KMeans
+from vocab.kmeans import KMeans
 from utils.distributed import Dist, broadcast_object
 from utils.io import save_text, save_torch
 

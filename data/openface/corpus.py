@@ -134,5 +134,5 @@ class FrameCorpus:
 def _finished(path: Path) -> Path:
     if not (path / "meta.json").exists():
         what = "does not exist" if not path.exists() else "is not a finished corpus (no meta.json)"
-        raise FileNotFoundError(f"corpus {path} {what}; build one with `python -m data.ingest src=DIR out={path}`")
+        raise FileNotFoundError(f"corpus {path} {what}; build one with `python ingest.py src=DIR out={path}`")
     return path

@@ -29,11 +29,11 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from data.csv_lines import CsvText, MissingColumnsError  # noqa: F401  (re-exported)
-from data.reader_config import (DEFAULT_AUS, PRESETS, PYFEAT_AUS, READER_VERSION,  # noqa: F401
+from data.openface.csv_lines import CsvText, MissingColumnsError  # noqa: F401  (re-exported)
+from data.openface.reader_config import (DEFAULT_AUS, PRESETS, PYFEAT_AUS, READER_VERSION,  # noqa: F401
                                 ReaderConfig, as_reader_config, reader_hash)
-from data.resample import drop_short_sequences, gap_before as grid_gap_before, grid_rows
-from data.time_source import resolve_time
+from data.openface.resample import drop_short_sequences, gap_before as grid_gap_before, grid_rows
+from data.openface.time_source import resolve_time
 
 # Why a row is not in the output; every row read gets exactly one reason or is kept.
 DROP_REASONS = ("truncated", "malformed", "other_face", "off_grid", "failed", "low_confidence",

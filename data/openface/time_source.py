@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from data.reader_config import ReaderConfig
+from data.openface.reader_config import ReaderConfig
 
 
 def _timestamp_problem(ts: Optional[np.ndarray], line: np.ndarray, cfg: ReaderConfig,

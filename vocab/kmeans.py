@@ -3,15 +3,9 @@
     result = KMeans(k=1000, seed=0).fit(frames)      # frames (N, D) float32, CPU or CUDA
     labels, d2 = assign(frames, result.centroids)    # nearest centre and squared distance
 
-Assignment never holds an (N, k) matrix. Two backends compute it:
-- `keops`: a KeOps LazyTensor min-argmin over the centres, run over the frames in chunks; the
-  (n, k) distances are reduced inside the kernel. The default on CUDA.
-- `torch`: chunked ||c||^2 - 2 x.c (one GEMM per chunk of rows) then the row minimum. The default
-  on CPU: on the 2-core CPU at N = 1M, k = 1000, D = 17, float32, one assignment pass takes 0.26 s
-  this way against 1.8 s with KeOps' CPU kernels. On CPU the chunks run on a small pool of Python
-  threads (see cpu_threads) and the row minimum is numpy's SIMD argmin, about 3x faster than
-  torch.argmin there. A whole Lloyd iteration at that size: 0.28 s, scikit-learn's 0.54 s
-  (bench/bench_kmeans.py, BENCHMARKS.md).
+Assignment (the nearest centre, KeOps or torch backend) lives in vocab/assign.py; this loop only
+calls it. A whole Lloyd iteration at N = 1M, k = 1000 on the 2-core CPU: 0.28 s, scikit-learn's
+0.54 s (bench/bench_kmeans.py, BENCHMARKS.md).
 
 The centroid update sums frames per cluster with `index_add_` into a float64 (R*k, D) buffer (the
 index is the (N,) label vector, never an (N, D) index tensor). On CPU the same seed gives the same
@@ -35,19 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
 from utils.distributed import Dist, all_gather_rows, all_reduce_sum, broadcast
-
-UPDATE_ROWS = {"cpu": 1 << 16, "cuda": 1 << 21}  # rows per update / distance step: bounds temporaries
-KEOPS_CACHE_ENV = "FACEVOCAB_KEOPS_CACHE"
+from vocab.assign import UPDATE_ROWS, assign, cpu_threads, exact_sq_dist, over_blocks
 
 
 @dataclass
@@ -63,163 +52,6 @@ class KMeansResult:
     restart_inertias: list[float]
     history: list[dict] = field(default_factory=list)  # per iteration: inertia, reassigned fraction
     seconds: float = 0.0
-
-
-# ------------------------------------------------------------------------------------ assignment
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """auto: keops on CUDA (torch, with a warning, where KeOps cannot compile for the GPU), torch on CPU."""
-    if backend not in ("auto", "keops", "torch"):
-        raise ValueError(f"backend={backend!r}: expected auto, keops or torch")
-    if device.type != "cuda" or backend == "torch":
-        return "torch" if backend == "auto" else backend
-    _keops_lazy_tensor()
-    import pykeops.config
-    if pykeops.config.gpu_available:
-        return "keops"
-    if backend == "keops":
-        raise RuntimeError("backend=keops on CUDA tensors, but KeOps found no CUDA toolkit (nvrtc); use backend=torch")
-    warnings.warn("KeOps cannot compile for the GPU here (no CUDA toolkit found): using backend=torch", stacklevel=2)
-    return "torch"
-
-
-def default_chunk(backend: str, device: torch.device, k: int) -> int:
-    if backend == "keops":
-        return 1 << 21
-    if device.type == "cuda":
-        return max(1024, (1 << 28) // k)  # a (chunk, k) float32 block of at most 1 GiB
-    return max(128, (1 << 20) // k)  # CPU: a (chunk, k) block of 4 MiB stays in cache for the argmin
-
-
-_LazyTensor = None
-
-
-def _keops_lazy_tensor():
-    """Import pykeops on first use, with its build cache outside the repository."""
-    global _LazyTensor
-    if _LazyTensor is None:
-        import pykeops
-        folder = os.environ.get(KEOPS_CACHE_ENV, os.path.expanduser("~/.cache/keops-facevocab"))
-        # torchrun: ranks of one node would compile the same kernels into one folder at once
-        pykeops.set_build_folder(os.path.join(folder, f"rank{os.environ.get('LOCAL_RANK', '0')}"))
-        pykeops.set_verbose(False)
-        from pykeops.torch import LazyTensor
-        _LazyTensor = LazyTensor
-    return _LazyTensor
-
-
-def _min_argmin_keops(xs: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """xs (n, D), c (R, k, D) -> squared distance (R, n) and index (R, n) of the nearest centre."""
-    LazyTensor = _keops_lazy_tensor()
-    R, k, D = c.shape
-    if R == 1:
-        x_i = LazyTensor(xs[:, None, :])                      # (n, 1, D)
-        c_j = LazyTensor(c[0][None, :, :].contiguous())       # (1, k, D)
-        d2, idx = ((x_i - c_j) ** 2).sum(-1).min_argmin(dim=1)
-        return d2.view(1, -1), idx.view(1, -1)
-    x_i = LazyTensor(xs[None, :, None, :])                    # (1, n, 1, D), broadcast over restarts
-    c_j = LazyTensor(c[:, None, :, :].contiguous())           # (R, 1, k, D)
-    d2, idx = ((x_i - c_j) ** 2).sum(-1).min_argmin(dim=2)
-    return d2.view(R, -1), idx.view(R, -1)
-
-
-def _min_argmin_torch(xs: torch.Tensor, c: torch.Tensor, c_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract via ||x||^2 + ||c||^2 - 2 x.c; c_sq (R, k) holds ||c||^2."""
-    x_sq = (xs * xs).sum(1)                                   # (n,)
-    d2s, idxs = [], []
-    for r in range(c.shape[0]):
-        part = torch.addmm(c_sq[r], xs, c[r].T, alpha=-2)     # (n, k): ||c||^2 - 2 x.c
-        if part.device.type == "cpu":
-            idx = torch.from_numpy(part.numpy().argmin(1))
-            val = part.gather(1, idx[:, None]).squeeze(1)
-        else:
-            val, idx = part.min(1)
-        d2s.append((val + x_sq).clamp_(min=0))
-        idxs.append(idx)
-    return torch.stack(d2s), torch.stack(idxs)
-
-
-_pool: ThreadPoolExecutor | None = None
-_depth = 0          # nesting of cpu_threads()
-_threads = 1        # torch's thread count outside it
-
-
-@contextlib.contextmanager
-def cpu_threads() -> Iterator[ThreadPoolExecutor]:
-    """Inside: torch runs single-threaded, and the assignment runs its chunks on a pool of
-    Python threads (one per torch thread outside), each with its own GEMM and argmin.
-
-    With torch's intra-op threads every small op is a parallel region that waits for all threads;
-    on a loaded 2-core machine one region waits for a descheduled thread, and one assignment pass
-    at N = 1M, k = 1000 took 3-16 s instead of 0.3 s. Independent chunks on independent threads
-    (as scikit-learn's prange does) do not wait for each other; the O(N D) rest of an iteration
-    is cheap on one thread. Re-entrant; changes torch's global thread count while inside.
-    """
-    global _pool, _depth, _threads
-    if _depth == 0:
-        if _pool is None or torch.get_num_threads() != _threads:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _threads = torch.get_num_threads()
-            _pool = ThreadPoolExecutor(_threads, thread_name_prefix="kmeans")
-        torch.set_num_threads(1)
-    _depth += 1
-    try:
-        yield _pool
-    finally:
-        _depth -= 1
-        if _depth == 0:
-            torch.set_num_threads(_threads)
-
-
-def assign(x: torch.Tensor, centroids: torch.Tensor, *, backend: str = "auto",
-           chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centre of every row of x.
-
-    x (N, D); centroids (k, D) -> labels (N,) int64, squared distances (N,);
-    or centroids (R, k, D) -> (R, N) each (one batched pass for R restarts).
-    """
-    batched = centroids.ndim == 3
-    c = (centroids if batched else centroids[None]).to(x.dtype).contiguous()  # (R, k, D)
-    R, k, _ = c.shape
-    N = x.shape[0]
-    backend = resolve_backend(backend, x.device)
-    chunk = chunk or default_chunk(backend, x.device, k * R)
-    labels = torch.empty(R, N, dtype=torch.int64, device=x.device)
-    d2 = torch.empty(R, N, dtype=x.dtype, device=x.device)
-    c_sq = (c * c).sum(-1)                                    # (R, k)
-
-    def run(lo: int, hi: int) -> None:
-        for s in range(lo, hi, chunk):
-            xs = x[s:min(s + chunk, hi)].contiguous()
-            d, i = _min_argmin_keops(xs, c) if backend == "keops" else _min_argmin_torch(xs, c, c_sq)
-            d2[:, s:s + xs.shape[0]] = d
-            labels[:, s:s + xs.shape[0]] = i
-
-    if backend == "torch":
-        _over_blocks(x, N, chunk, run)
-    else:
-        run(0, N)
-    return (labels, d2) if batched else (labels[0], d2[0])
-
-
-def _over_blocks(x: torch.Tensor, N: int, multiple: int, fn: Callable[[int, int], object]) -> list:
-    """fn(lo, hi) over [0, N) cut into blocks (multiples of `multiple` rows): on the CPU thread pool
-    for CPU tensors, a few blocks per thread to even out the load; else in one call. Results in order."""
-    if x.device.type != "cpu" or N <= multiple:
-        return [fn(0, N)]
-    with cpu_threads() as pool:
-        step = -(-N // (4 * _threads * multiple)) * multiple
-        return list(pool.map(lambda lo: fn(lo, min(lo + step, N)), range(0, N, step)))
-
-
-def exact_sq_dist(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """||x_i - c_{labels_i}||^2 by direct differences (no cancellation), in chunks: (N,)."""
-    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    step = UPDATE_ROWS.get(x.device.type, 1 << 16)
-    for s in range(0, x.shape[0], step):
-        diff = x[s:s + step] - centroids[labels[s:s + step]]
-        out[s:s + step] = (diff * diff).sum(1)
-    return out
 
 
 # ------------------------------------------------------------------------------------ update
@@ -238,7 +70,7 @@ def centroid_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.
             sums.index_add_(0, (labels[:, s:e] + shift).reshape(-1), xs if R == 1 else xs.repeat(R, 1))
         return sums
 
-    sums = torch.stack(_over_blocks(x, N, 4096, block_sums)).sum(0)  # per-block partial sums, added in order
+    sums = torch.stack(over_blocks(x, N, 4096, block_sums)).sum(0)  # per-block partial sums, added in order
     counts = torch.bincount((labels + shift).reshape(-1), minlength=R * k)
     return sums.view(R, k, D), counts.view(R, k)
 

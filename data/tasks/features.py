@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.sequences import SequenceDataset
+from data.tasks.sequences import SequenceDataset
 
 CDM_NAMES = ("activation_ratio", "activation_level", "activation_length", "change_ratio", "fast_change_ratio")
 
