@@ -25,7 +25,7 @@ from models.registry import get_model
 from training.config import RESUMABLE_KEYS, TrainConfig, compose, run_config, threads_for
 from training.experiment import check_inputs
 from training.results import write_results
-from utils.config import ConfigError, merge_layer
+from utils.config import ConfigError, load_yaml_layer, merge_layer
 from utils.io import load_json, save_text
 from utils.runs import open_run_dir
 
@@ -51,9 +51,7 @@ class SweepConfig:
 
 def load_sweep(path: str | Path) -> DictConfig:
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"sweep={path}: no such file")
-    sweep = merge_layer(OmegaConf.structured(SweepConfig), OmegaConf.load(path), str(path))
+    sweep = merge_layer(OmegaConf.structured(SweepConfig), load_yaml_layer(path, f"sweep={path}"), str(path))
     ids = [r.id for r in sweep.rows]
     if not ids or any(not r.id or not r.model for r in sweep.rows) or len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: every row needs a unique `id` and a `model` (ids: {ids})")

@@ -215,6 +215,7 @@ def load_video(path: str | Path, cfg: Any = None) -> VideoFrames:
     # The grid's rows: AU fields with each line's field count checked, confidence and success.
     aus, status = text.fields(rows, col["aus"])
     mark(rows, status)
+    _check_range(aus, rows, text, cfg)
     role_cols = [c for c in (col["confidence"], col["success"]) if c is not None]
     roles = text.scan(role_cols, rows)[0]
     conf = roles[:, 0] if col["confidence"] is not None else np.ones(rows.size)
@@ -236,6 +237,17 @@ def load_video(path: str | Path, cfg: Any = None) -> VideoFrames:
     report["missing_grid_points"] = int(point_row.size - ok.sum())
     frames = aus[fresh].astype(np.float32)                     # (n_kept, n_AU), grid order
     return _finish(reason, ok, frames, point_time[ok], text, cfg, report)
+
+
+def _check_range(aus: np.ndarray, rows: np.ndarray, text: CsvText, cfg: ReaderConfig) -> None:
+    """A finite value outside `au_range` is not an intensity (a flipped byte, another tool's column)."""
+    lo, hi = cfg.au_range
+    bad = np.isfinite(aus) & ((aus < lo) | (aus > hi))
+    if bad.any():
+        i, j = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"{text.path}: line {int(text.line_no[rows[i]])}: {cfg.au_column.format(au=cfg.au_names[j])} = "
+                         f"{aus[i, j]:g} is outside au_range [{lo:g}, {hi:g}] ({int(bad.any(1).sum())} such rows); "
+                         f"the file is damaged, or widen au_range")
 
 
 def _finish(reason, ok, frames, times, text: CsvText, cfg: ReaderConfig, report: dict) -> VideoFrames:
