@@ -31,6 +31,10 @@ class ArtifactError(ValueError):
     """A file that a stage cannot use: missing a piece, damaged, or made from other inputs."""
 
 
+class MismatchError(ArtifactError):
+    """A sound file made from other inputs than expected (another vocabulary, corpus, tokens)."""
+
+
 def _damage(path: Path) -> str:
     """Why `torch.load` could not read the file, in words."""
     head = path.read_bytes()[:4] if path.stat().st_size else b""
@@ -157,4 +161,4 @@ def require(ok: bool, path: str | Path, what: str, problem: str) -> None:
 def check_match(path: str | Path, name: str, found: Any, expected: Any, hint: str) -> None:
     """A fingerprint (or other stamp) the file must carry: the message says both and what to do."""
     if expected is not None and found != expected:
-        raise ArtifactError(f"{path}: made with {name} {found}, not with the expected {name} {expected}; {hint}")
+        raise MismatchError(f"{path}: made with {name} {found}, not with the expected {name} {expected}; {hint}")

@@ -48,8 +48,11 @@ def load_tokens(path: str | Path) -> TokenSet:
     file = in_dir(path, TOKENS_FILE)
     centroids = file.parent / CENTROIDS_FILE
     # with centroids.pt beside it, the tokens must carry that vocabulary's (recomputed) fingerprint
-    vocab = Vocabulary.load(centroids) if centroids.exists() else None
-    loaded = Tokens.load(file, vocab=vocab)
+    try:
+        vocab = Vocabulary.load(centroids) if centroids.exists() else None
+        loaded = Tokens.load(file, vocab=vocab)
+    except ArtifactError as err:
+        raise TokenFileError(str(err)) from None
     V = int(loaded.vocab_size)
     names, aus = _read_vocab(file.parent / VOCAB_TSV, V, SPECIALS)
     return TokenSet(tokens=loaded.tokens, offsets=loaded.offsets, fingerprint=str(loaded.fingerprint), vocab_size=V,
