@@ -70,12 +70,17 @@ def load_torch(path: str | Path, what: str) -> Any:
 def load_json(path: str | Path, what: str) -> Any:
     path = Path(path)
     _exists(path, what)
+    return parse_json(path.read_bytes(), path, what)
+
+
+def parse_json(blob: bytes, path: str | Path, what: str) -> Any:
+    """JSON held in bytes read from `path` (a whole file, or a header inside one)."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(blob)
     except UnicodeDecodeError:
         reason = "not text"
     except json.JSONDecodeError as err:
-        reason = f"not valid JSON: {err.msg} at line {err.lineno}" if path.stat().st_size else "empty file"
+        reason = f"not valid JSON: {err.msg} at line {err.lineno}" if blob else "empty file"
     raise ArtifactError(f"{path}: not a facevocab {what} file ({reason})")
 
 

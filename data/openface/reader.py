@@ -139,7 +139,7 @@ def new_report(path: str) -> dict:
     return {"file": path, "rows_read": 0, "kept": 0, "dropped": {r: 0 for r in DROP_REASONS},
             "negative_values": 0, "negative_policy": None, "grid_points": 0, "missing_grid_points": 0,
             "gaps": 0, "sequences": 0, "time_source": None, "source_fps": None, "time_note": "",
-            "truncated_lines": [], "n_columns": 0, "empty": False, "error": None}
+            "truncated_lines": [], "malformed_lines": [], "n_columns": 0, "empty": False, "error": None}
 
 
 def _empty(n_au: int, report: dict) -> VideoFrames:
@@ -186,6 +186,9 @@ def load_video(path: str | Path, cfg: Any = None) -> VideoFrames:
     scanned, short = text.scan([col[r] for r in scan_roles])
     reason[short & (reason < 0)] = _CODE["truncated"]
     got = {r: scanned[:, i] for i, r in enumerate(scan_roles)}
+    times = [got[r] for r in ("frame", "timestamp") if r in got]
+    if times:  # a line with no readable time at all is malformed: dropped and listed, not fatal to the file
+        reason[np.all([~np.isfinite(t) for t in times], axis=0) & (reason < 0)] = _CODE["malformed"]
     if "face_id" in got:
         reason[(got["face_id"] != cfg.face_id) & (reason < 0)] = _CODE["other_face"]
     timeline = np.flatnonzero(reason != _CODE["other_face"])  # this face's rows, cut-off ones too
@@ -267,6 +270,7 @@ def _finish(reason, ok, frames, times, text: CsvText, cfg: ReaderConfig, report:
     report["kept"] = int(counts[_KEPT])
     report["dropped"] = {r: int(counts[_CODE[r]]) for r in DROP_REASONS}
     report["truncated_lines"] = text.line_no[reason == _CODE["truncated"]].tolist()
+    report["malformed_lines"] = text.line_no[reason == _CODE["malformed"]].tolist()   # too many fields, or no time
     report["gaps"] = int(gap.sum())
     report["sequences"] = (int(gap.sum()) + 1 if cfg.on_gap == "split" else 1) if gap.size else 0
     return VideoFrames(frames, np.asarray(times, dtype=np.float64), gap, report)
