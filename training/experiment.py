@@ -74,7 +74,7 @@ def load_dataset(cfg: DictConfig, model: ModelEntry, labels: LabelTable, targets
 def input_files(cfg: DictConfig) -> dict[str, Path]:
     """The files a run's results depend on, beside its config (which holds only their paths)."""
     task, model = cfg[cfg.task], get_model(cfg.model)
-    files = {"labels": Path(task.labels)}
+    files = {"labels": Path(_need(task, cfg.task, "labels", "labels.csv"))}
     if model.inputs == "frames" or task.corpus:   # token models: the corpus their tokens must be of
         corpus = Path(task.corpus)
         files["corpus"] = corpus / names.CORPUS_META                 # holds the corpus fingerprint
@@ -91,10 +91,13 @@ def check_inputs(cfg: DictConfig, out: Path) -> None:
     """Stamp the run with its inputs' hashes (inputs.json); refuse to reuse it once an input changed,
     so re-running cluster.py or embed.py, or correcting labels.csv, never mixes old and new results."""
     files = input_files(cfg)
-    missing = [f"{name} ({path})" for name, path in files.items() if not path.is_file()]
+    missing: dict[str, list[str]] = {}
+    for name, path in files.items():         # grouped by the config key that points at them
+        if not path.is_file():
+            missing.setdefault(name.split()[0], []).append(path.name)
     if missing:
-        raise FileNotFoundError(f"{cfg.task}: input file(s) missing: {', '.join(missing)}; build them first "
-                                f"(README: the pipeline, stage by stage)")
+        raise FileNotFoundError("; ".join(f"{cfg.task}.{key}={cfg[cfg.task][key]}: no {', '.join(found)} there"
+                                          for key, found in missing.items()) + " (build it with its stage first)")
     stamp = {name: file_digest(path) for name, path in files.items()}
     saved = out / names.INPUTS
     if not saved.exists():

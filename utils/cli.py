@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 
 from utils.runs import RunDirError
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError, RunDirError)
+# OSError: the machine refused (disk full, permission, read-only): the message names the file
+USER_ERRORS = (ValueError, KeyError, OSError, RunDirError)
 INTERRUPTED = "interrupted: rerun the same command to resume"
 
 

@@ -76,6 +76,13 @@ def release_dir(out: str | Path) -> None:
         os.close(fd)                 # closing the only descriptor releases the flock
 
 
+def _remove_stale_temps(out: Path) -> None:
+    """Temporary files of a writer killed mid-write (utils.io.atomic_path): with the lock held, no
+    other process can be writing them."""
+    for tmp in out.rglob(".*.tmp[0-9]*"):
+        tmp.unlink(missing_ok=True)
+
+
 def _holds_results(out: Path) -> bool:
     return any(p.name not in (names.CONFIG, LOCK) for p in out.iterdir())
 
@@ -85,6 +92,7 @@ def open_run_dir(out: str | Path, cfg: DictConfig, ignore: Iterable[str] = ("dev
     """Create (or reopen) and lock the run directory; keys in `ignore` may change between resumptions.
     Call it after the config validated: a refused config must never be the one saved."""
     out = lock_dir(out, wait=wait)
+    _remove_stale_temps(out)
     saved = out / names.CONFIG
     if saved.exists() and _holds_results(out):
         old, new = _flat(load_yaml(saved, "run config")), _flat(cfg)
