@@ -102,6 +102,10 @@ def load_npy(path: str | Path, what: str, *, mmap: bool = False) -> np.ndarray:
     """`np.load(allow_pickle=False)`, memory-mapped with `mmap`."""
     path = Path(path)
     _exists(path, what)
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ArtifactError(f"{path}: not a facevocab {what} array ({'empty file' if not magic else 'not a .npy file'})")
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, EOFError, OSError) as err:
