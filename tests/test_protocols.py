@@ -1,5 +1,6 @@
 """Folds as the released code, grouped folds without subject leaks, selection by validation only."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -115,7 +116,7 @@ def test_restart_is_chosen_on_validation_never_test(monkeypatch, select):
         t = len(made)
         made.append(_TwoRestarts(y=y32[:, t], val_ids=split.val, good_on_val=t))
         return made[-1]
-    monkeypatch.setattr(experiment, "get_model", lambda name: factory)
+    monkeypatch.setattr(experiment, "get_model", lambda name: SimpleNamespace(factory=factory))
     cfg = OmegaConf.create({"task": "task_b", "model": "two", "seed": 0, "two": {}, "task_b": {"select": select}})
     features = np.arange(n, dtype=float)[:, None]
     result = experiment.fit_baseline_split(cfg, features, ds, split, 0)
