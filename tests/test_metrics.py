@@ -32,6 +32,7 @@ def test_ccc_is_lins_by_hand():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_metrics_equal_numpy(seed):
+    """Expected: the textbook formulas written out in `_numpy` (CCC: Lin's, 1/n moments)."""
     rng = np.random.default_rng(seed)
     t = rng.integers(1, 8, 40).astype(float)
     p = t * rng.uniform(-1, 1) + rng.normal(0, 2, 40) + rng.normal()

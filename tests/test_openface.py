@@ -76,6 +76,8 @@ def reference_frames(path: Path, *, fps: float = 5.0, min_confidence: float = 0.
 
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_openface_files(realdata, name):
+    """Expected values from the file's text alone: MANIFEST.md's frame count, the cut-off lines,
+    usable rows, and the brute-force resampling of `reference_frames`."""
     rows, source = REAL[name]
     path = realdata / name
     cut = cut_lines(path)

@@ -34,6 +34,8 @@ def _at_repo_root(monkeypatch):
 
 
 def test_one_run_writes_a_complete_run_dir(tasks, tmp_path):
+    """A complete run dir; the selected restart checked against the model rebuilt from best.pt alone
+    (check_selected_restart: predictions and metrics recomputed outside the code under test)."""
     out = tmp_path / "run"
     argv = tasks + FAST + ["task=task_b", "model=bilstm_glove", "bilstm_glove.d=4", "task_b.restarts=3",
                            "train.parallel_restarts=2", f"out={out}"]
