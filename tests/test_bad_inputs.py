@@ -119,12 +119,12 @@ def test_frames_edited_after_ingestion_are_refused(copy):
 
 def test_impossible_values_are_refused_at_ingestion_and_at_load(copy, tmp_path):
     table = openface_table(40, seed=1)
-    table.set(7, "AU12_r", "1.7e38")                               # a flipped exponent byte
-    table.write(tmp_path / "src" / "a.csv")
-    openface_table(40, seed=2).write(tmp_path / "src" / "b.csv")
-    corpus = ingest.ingest(tmp_path / "src", tmp_path / "c", {"workers": 1, "progress": False})
+    table.set(6, "AU12_r", "1.7e38")               # a flipped exponent byte, on a row the 5 fps grid takes
+    table.write(tmp_path / "src2" / "a.csv")
+    openface_table(40, seed=2).write(tmp_path / "src2" / "b.csv")
+    corpus = ingest.ingest(tmp_path / "src2", tmp_path / "c", {"workers": 1, "progress": False})
     report = json.loads((tmp_path / "c" / "ingest_report.json").read_text())
-    assert report["errors"][0]["file"] == "a.csv" and "line 9" in report["errors"][0]["error"]
+    assert report["errors"][0]["file"] == "a.csv" and "line 8" in report["errors"][0]["error"]
     assert corpus.video_ids == ["b"]
     frames = np.load(copy / "corpus" / "frames.npy")
     frames[5, 0] = 1e30
@@ -134,7 +134,7 @@ def test_impossible_values_are_refused_at_ingestion_and_at_load(copy, tmp_path):
                       offsets=loaded.offsets, sequence_video=loaded.sequence_video, video_ids=loaded.video_ids,
                       meta=meta)
     bad.save(copy / "bad")                                         # a consistent fingerprint, an impossible value
-    with pytest.raises(ValueError, match=r"outside the accepted range .* corpus row 5, column AU01 = 1e\+30"):
+    with pytest.raises(ValueError, match=r"outside the accepted range .*corpus row 5\), column AU01 = 1e\+30"):
         FrameCorpus.load(copy / "bad")
 
 
@@ -197,8 +197,12 @@ def test_user_mistakes_end_in_one_line_with_exit_2(chain, copy, tmp_path):
     csv = next((tmp_path / "dup_src").rglob("*.csv"))
     lines = csv.read_text().splitlines()
     csv.write_text("\n".join([lines[0].replace("confidence", "AU12_r")] + lines[1:]) + "\n")
+    shutil.copytree(root / "vocab", tmp_path / "mixed")        # centroids of one run, tokens.pt of another
+    shutil.copy(Path(chain["task"]["tokens"]) / "tokens.pt", tmp_path / "mixed" / "tokens.pt")
     corpus = f"corpus={root / 'corpus'}"
     cases = {
+        "a folder mixing two vocabularies": (cluster.main, "cluster.py", [corpus, f"vocab={tmp_path}/mixed",
+                                                                          f"out={tmp_path}/o0"]),
         "malformed config=": (cluster.main, "cluster.py", [corpus, f"out={tmp_path}/o1", f"config={tmp_path}/bad.yaml"]),
         "malformed key=value": (cluster.main, "cluster.py", [corpus, f"out={tmp_path}/o2", "sweep=[1,"]),
         "max_iter=0": (cluster.main, "cluster.py", [corpus, f"out={tmp_path}/o3", "k=2", "max_iter=0"]),
