@@ -55,15 +55,15 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(pickle.dumps(Payload()))
 
 
-@pytest.fixture
-def copy(chain, tmp_path):
-    """A private copy of the reference runs, free to damage."""
-    for name in ("src", "corpus", "vocab", "embed", "train", "task"):
+def copy_runs(chain, tmp_path: Path, *names: str) -> Path:
+    """A private copy of some reference runs, free to damage (each a run of its own folder)."""
+    for name in names:
         shutil.copytree(chain["root"] / name, tmp_path / name, symlinks=True)
-    for saved in tmp_path.rglob("config.yaml"):       # the copies are runs of their own folders
+    for saved in tmp_path.rglob("config.yaml"):
         saved.write_text(saved.read_text().replace(str(chain["root"]), str(tmp_path)))
     Path(Payload.marker).unlink(missing_ok=True)
     return tmp_path
+
 
 
 def _tokens_fp(d: Path) -> tuple[str, int]:
@@ -94,9 +94,13 @@ CASES = [(name, how) for name in READERS
          for how in ("truncated", "garbage", "empty", *(("pickle", "rawpickle") if name in BINARY else ()))]
 
 
+NEEDS = {"embeddings_d4.pt": ("vocab",), "config.yaml": ("corpus",)}  # what a reader reads beside its file
+
+
 @pytest.mark.parametrize("name,how", CASES, ids=[f"{n}-{h}" for n, h in CASES])
-def test_damaged_artifact_is_one_error_naming_it(copy, name, how):
+def test_damaged_artifact_is_one_error_naming_it(chain, tmp_path, name, how):
     rel, read = READERS[name]
+    copy = copy_runs(chain, tmp_path, Path(rel).parts[0], *NEEDS.get(name, ()))
     damage(copy / rel, how)
     with pytest.raises((ValueError, OSError, KeyError, RuntimeError)) as err:   # RuntimeError: RunDirError
         read(copy)
@@ -105,7 +109,8 @@ def test_damaged_artifact_is_one_error_naming_it(copy, name, how):
     assert not Path(Payload.marker).exists(), "the pickle's payload ran"
 
 
-def test_frames_edited_after_ingestion_are_refused(copy):
+def test_frames_edited_after_ingestion_are_refused(chain, tmp_path):
+    copy = copy_runs(chain, tmp_path, "corpus")
     frames = np.load(copy / "corpus" / "frames.npy")
     frames[3, 2] += 0.5                                            # a plausible value: only the fingerprint knows
     np.save(copy / "corpus" / "frames.npy", frames)
@@ -117,7 +122,8 @@ def test_frames_edited_after_ingestion_are_refused(copy):
         corpus_fingerprint(copy / "corpus")
 
 
-def test_impossible_values_are_refused_at_ingestion_and_at_load(copy, tmp_path):
+def test_impossible_values_are_refused_at_ingestion_and_at_load(chain, tmp_path):
+    copy = copy_runs(chain, tmp_path, "corpus")
     table = openface_table(40, seed=1)
     table.set(6, "AU12_r", "1.7e38")               # a flipped exponent byte, on a row the 5 fps grid takes
     table.write(tmp_path / "src2" / "a.csv")
@@ -147,8 +153,10 @@ HEALS = [("cluster", "vocab/sweep/k4.pt"), ("embed", "embed/checkpoints/glove_d4
 
 @pytest.mark.parametrize("stage,rel", HEALS, ids=[r for _, r in HEALS])
 @pytest.mark.parametrize("how", ["truncated", "garbage", "pickle"])
-def test_damaged_cache_heals_on_the_rerun(chain, copy, capsys, stage, rel, how):
+def test_damaged_cache_heals_on_the_rerun(chain, tmp_path, capsys, stage, rel, how):
     root = chain["root"]
+    inputs = {"cluster": "corpus", "embed": "vocab", "train": "task", "ingest": "src"}[stage]
+    copy = copy_runs(chain, tmp_path, Path(rel).parts[0], inputs)
     target = copy / rel
     if stage == "ingest":
         target = sorted(target.iterdir())[1]
@@ -184,8 +192,9 @@ def _script(tmp_path, main, name, argv) -> tuple[int, str]:
     return status, log.read_text()
 
 
-def test_user_mistakes_end_in_one_line_with_exit_2(chain, copy, tmp_path):
+def test_user_mistakes_end_in_one_line_with_exit_2(chain, tmp_path):
     root = chain["root"]
+    copy = copy_runs(chain, tmp_path / "copy", "vocab")
     (tmp_path / "bad.yaml").write_text("k: [1, 2\nsweep: 3\n")
     (tmp_path / "a_file").write_text("x")
     frames, _ = planted_frames(n=300, k=3, dim=14)
