@@ -368,10 +368,11 @@ class SimulatedCorpus:
 
 
 def simulate_corpus(cfg: DictConfig, *, out_fps: float = 5.0, table: StateTable | None = None,
-                    dynamics: Dynamics | None = None) -> SimulatedCorpus:
+                    dynamics: Dynamics | None = None, subjects: range | None = None) -> SimulatedCorpus:
     """The dataset `generate` would write for cfg, simulated in memory and sampled at out_fps as
     `ingest.py` keeps it (synthetic timestamps are row / fps, so the grid is every fps/out_fps-th row;
-    min_confidence 0.9, failed rows dropped). For calibration and benchmarks: no files, one process."""
+    min_confidence 0.9, failed rows dropped). For calibration and benchmarks: no files, one process;
+    `subjects` keeps only those subjects' videos (so processes can share the work)."""
     _check(cfg)
     fps = float(cfg.behaviour.fps)
     step = max(1, int(round(fps / out_fps)))
@@ -381,6 +382,8 @@ def simulate_corpus(cfg: DictConfig, *, out_fps: float = 5.0, table: StateTable 
     frames, gaps, states, lengths = [], [], [], []
     last_s, sub = -1, None
     for s, v, n in zip(plan.video_subject, plan.video_index, plan.video_rows):
+        if subjects is not None and s not in subjects:
+            continue
         if s != last_s:
             sub, last_s = subject(cfg, table, dynamics, s), s
         sig = video_signals(cfg, table, dynamics, s, v, n, sub)
