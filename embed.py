@@ -13,6 +13,16 @@ an interrupted dimension continues from checkpoints/glove_d{d}.pt. Adding dimens
 
     torchrun --nproc_per_node=G embed.py tokens=DIR out=DIR     # G processes (NCCL on GPUs, gloo on CPU)
 
+    python embed.py import=DIR|FILE tokens=VOCAB out=EMB        # vectors trained elsewhere, no training
+
+`import=` reads vectors made elsewhere into `embeddings_d{d}.pt` for the vocabulary in VOCAB (a
+cluster.py out dir, of ours or imported with `cluster.py import=`), so train.py's bilstm_glove rows use
+them: a folder of the paper's published `glove_embeddings_<d>_*.csv` (their ids through the token
+index in the same folder; every d of `dims` found), or one file of Stanford GloVe text or word2vec
+text/binary (names as in our vocab.txt). glove/import_vectors.py holds the readers and the
+vocabulary check; `import_report.json` and the console say what was imported, what was not used and
+which tokens had no vector (they get `import_missing`, default the mean vector).
+
 Under torchrun each rank counts the co-occurrences of its share of the sequences and the counts are
 summed over ranks, exactly (the matrix equals a single process's bit for bit; data/cooccurrence.py).
 GloVe then trains on rank 0 alone and the other ranks exit (rather than wait at a barrier, where
@@ -33,7 +43,10 @@ from omegaconf import OmegaConf
 
 from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
 from glove.files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
+from glove.import_vectors import FORMATS, MISSING, align, published_files, read_vectors
+from vocab.published import published_names, read_token_index
 from vocab.token_set import TokenFileError, load_tokens
+from vocab.tokens import CENTROIDS_FILE, N_SPECIAL, Vocabulary
 from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
@@ -50,14 +63,21 @@ class EmbedConfig:
     out: str = "runs/embed"
     device: str = "auto"
     dims: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
-    stanford_unk_name: str = "<raw_unk>"  # the name of <unk> in vocab.txt only (see data/glove_files.py)
+    stanford_unk_name: str = "<raw_unk>"  # the name of <unk> in vocab.txt only (see glove/files.py)
+    import_from: str = ""                 # CLI import=DIR|FILE: vectors trained elsewhere (see above)
+    import_format: str = "auto"           # auto | published_csv | glove_txt | word2vec_txt | word2vec_bin
+    import_missing: str = "mean"          # tokens without a vector: mean | zero | random
     cooccurrence: CooccurrenceConfig = field(default_factory=CooccurrenceConfig)
     glove: GloveConfig = field(default_factory=GloveConfig)
 
 
 def check_config(cfg) -> None:
     if not cfg.tokens:
-        raise ConfigError("tokens: required — the folder holding tokens.pt (tokens=DIR)")
+        raise ConfigError("tokens: required — the folder holding tokens.pt (tokens=DIR)" +
+                          (", or the vocabulary (centroids.pt) with import=" if cfg.import_from else ""))
+    if cfg.import_format not in FORMATS or cfg.import_missing not in MISSING:
+        raise ConfigError(f"import_format={cfg.import_format!r} / import_missing={cfg.import_missing!r}: expected "
+                          f"one of {', '.join(FORMATS)} / {', '.join(MISSING)}")
     if not cfg.dims or any(d < 1 for d in cfg.dims) or len(set(cfg.dims)) != len(cfg.dims):
         raise ConfigError(f"dims: must be distinct positive integers, got {list(cfg.dims)}")
     if not cfg.stanford_unk_name or any(c.isspace() for c in cfg.stanford_unk_name):
@@ -76,9 +96,70 @@ def load_own(path: Path, stamp: dict) -> dict:
     return saved
 
 
+def import_vectors(cfg) -> dict:
+    """embed.py import=...: vectors of another run (the paper's, Stanford's tool, gensim) for our vocabulary."""
+    out = open_run_dir(cfg.out, cfg, ignore=("device",))
+    where = Path(cfg.tokens)
+    if (where / CENTROIDS_FILE).exists() or where.suffix == ".pt":
+        vocab = Vocabulary.load(where)
+        names, fp = vocab.token_names, vocab.fingerprint
+    else:                                               # a tokens dir without its vocabulary beside it
+        tokens = load_tokens(where)
+        names, fp = tokens.names, tokens.fingerprint
+    source = Path(cfg.import_from)
+    if source.is_dir():                                 # the published folder: one CSV per d, rows = published ids
+        index, index_path = read_token_index(source, len(names) - N_SPECIAL)
+        row_names = published_names(index)
+        files = published_files(source)
+        wanted = [d for d in cfg.dims if d in files]
+        if not wanted:
+            raise FileNotFoundError(f"import={source}: no glove_embeddings_<d>_*.csv for dims={list(cfg.dims)} "
+                                    f"(found d = {sorted(files) or 'none'})")
+        found = [read_vectors(files[d], "published_csv") for d in wanted]
+        print(f"import: {source} (token index {index_path.name}, {len(index)} tokens); d = {wanted}"
+              + (f"; not found: d = {[d for d in cfg.dims if d not in files]}" if len(wanted) < len(cfg.dims) else ""))
+    else:
+        row_names = None
+        found = [read_vectors(source, cfg.import_format)]
+    report = {"source": str(source), "vocabulary": str(where), "fingerprint": fp, "missing_treatment": cfg.import_missing,
+              "train_py": "bilstm_glove starts every token from its vector here and trains them all unless "
+                          "bilstm_glove.freeze=true; tokens without a vector start from the treatment's vector",
+              "dims": {}}
+    for file in found:
+        vectors, learned, rep = align(file, names, row_names=row_names, aliases={cfg.stanford_unk_name: "<unk>"},
+                                      missing=cfg.import_missing, seed=cfg.glove.seed)
+        d = rep["dim"]
+        V = len(names)
+        if row_names is not None:  # why each published token lacks a vector
+            named = {name: i for i, name in row_names.items()}
+            lacking = rep["without_vector"]["tokens"]
+            rep["without_vector"]["not_in_token_index"] = [t for t in lacking if t not in named]
+            rep["without_vector"]["published_id_without_row"] = [t for t in lacking if t in named]
+        zeros = torch.zeros(V, d)
+        save_torch({"W": torch.from_numpy(vectors), "W_tilde": zeros, "b": torch.zeros(V), "b_tilde": torch.zeros(V),
+                    "tokens": names, "fingerprint": fp, "dim": d, "learned": torch.from_numpy(learned),
+                    "imported": rep, "epochs": 0, "losses": [], "converged": None, "seconds": 0.0},
+                   out / f"embeddings_d{d}.pt")
+        write_vectors_txt(names, torch.from_numpy(vectors), out / f"vectors_d{d}.txt")
+        report["dims"][str(d)] = rep
+        miss = rep["without_vector"]
+        why = (f": {len(miss['published_id_without_row'])} whose published id has no row (ids >= {rep['rows']}), "
+               f"{len(miss['not_in_token_index'])} not in the token index (<unk> clusters)") if row_names is not None else \
+            (f" ({', '.join(miss['tokens'][:6])}{' ...' if miss['count'] > 6 else ''})" if miss["count"] else "")
+        print(f"d={d}: {file.path.name} ({rep['format']}, {rep['rows']} rows): {rep['imported']} of {V} tokens imported; "
+              f"{miss['count']} without a vector -> {miss['treatment']}{why}"
+              + (f"; {rep['not_used']['count']} names not used ({', '.join(rep['not_used']['names'][:3])})"
+                 if rep["not_used"]["count"] else ""))
+    save_json(report, out / "import_report.json")
+    print(f"embeddings in {out} (vocabulary {fp})")
+    return report
+
+
 def main(argv: list[str]) -> None:
-    cfg = load_config(EmbedConfig, argv, DEFAULTS)
+    cfg = load_config(EmbedConfig, argv, DEFAULTS, aliases={"import": "import_from"})
     check_config(cfg)
+    if cfg.import_from:
+        return import_vectors(cfg)
     ctx = init_distributed(cfg.device)              # under torchrun: this process's rank; else rank 0 of 1
     device = ctx.device
     out = open_run_dir(cfg.out, cfg, ignore=("device", "dims")) if ctx.is_main else Path(cfg.out)

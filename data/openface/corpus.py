@@ -87,6 +87,11 @@ class FrameCorpus:
         """(S+1,) int64 offsets alone: enough to choose a shard of sequences before loading it."""
         return torch.from_numpy(np.load(_finished(Path(path)) / "offsets.npy"))
 
+    @staticmethod
+    def read_meta(path: str | Path) -> dict:
+        """meta.json alone (AU names, sizes): enough to check a corpus against a vocabulary before loading it."""
+        return load_json(_finished(Path(path)) / "meta.json")
+
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu", *,
              sequences: range | None = None) -> "FrameCorpus":
