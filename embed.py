@@ -44,9 +44,10 @@ from omegaconf import OmegaConf
 from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
 from glove.files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
 from glove.import_vectors import FORMATS, MISSING, align, published_files, read_vectors
+from glove.plots import embedding_figures
 from vocab.published import published_names, read_token_index
 from vocab.token_set import TokenFileError, load_tokens
-from vocab.tokens import CENTROIDS_FILE, N_SPECIAL, Vocabulary
+from vocab.tokens import CENTROIDS_FILE, N_SPECIAL, Vocabulary, dominant_aus
 from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
@@ -103,9 +104,10 @@ def import_vectors(cfg) -> dict:
     if (where / CENTROIDS_FILE).exists() or where.suffix == ".pt":
         vocab = Vocabulary.load(where)
         names, fp = vocab.token_names, vocab.fingerprint
+        dominant = ["-"] * N_SPECIAL + [dominant_aus(c, vocab.au_names, min_intensity=1.0, top=1) for c in vocab.centroids]
     else:                                               # a tokens dir without its vocabulary beside it
         tokens = load_tokens(where)
-        names, fp = tokens.names, tokens.fingerprint
+        names, fp, dominant = tokens.names, tokens.fingerprint, tokens.dominant_aus
     source = Path(cfg.import_from)
     if source.is_dir():                                 # the published folder: one CSV per d, rows = published ids
         index, index_path = read_token_index(source, len(names) - N_SPECIAL)
@@ -121,6 +123,7 @@ def import_vectors(cfg) -> dict:
     else:
         row_names = None
         found = [read_vectors(source, cfg.import_format)]
+    figures, learned_by_d = {}, {}
     report = {"source": str(source), "vocabulary": str(where), "fingerprint": fp, "missing_treatment": cfg.import_missing,
               "train_py": "bilstm_glove starts every token from its vector here and trains them all unless "
                           "bilstm_glove.freeze=true; tokens without a vector start from the treatment's vector",
@@ -142,6 +145,7 @@ def import_vectors(cfg) -> dict:
                    out / f"embeddings_d{d}.pt")
         write_vectors_txt(names, torch.from_numpy(vectors), out / f"vectors_d{d}.txt")
         report["dims"][str(d)] = rep
+        figures[d], learned_by_d[d] = (torch.from_numpy(vectors), []), torch.from_numpy(learned)
         miss = rep["without_vector"]
         why = (f": {len(miss['published_id_without_row'])} whose published id has no row (ids >= {rep['rows']}), "
                f"{len(miss['not_in_token_index'])} not in the token index (<unk> clusters)") if row_names is not None else \
@@ -150,6 +154,7 @@ def import_vectors(cfg) -> dict:
               f"{miss['count']} without a vector -> {miss['treatment']}{why}"
               + (f"; {rep['not_used']['count']} names not used ({', '.join(rep['not_used']['names'][:3])})"
                  if rep["not_used"]["count"] else ""))
+    embedding_figures(out, figures, names, dominant, learned=learned_by_d)
     save_json(report, out / "import_report.json")
     print(f"embeddings in {out} (vocabulary {fp})")
     return report
@@ -182,7 +187,7 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         matrix = cooccurrence(tokens.to(device), (offsets - offsets[0]).to(device), vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
                               unk_id=vocab.specials["<unk>"], chunk_tokens=c.chunk_tokens,
-                              dense_max_entries=c.dense_max_entries, ctx=ctx).cpu()
+                              dense_max_entries=c.dense_max_entries, ctx=ctx, show_progress=True).cpu()
         cooc_seconds = time.perf_counter() - start                             # .cpu() waited for the device
     close_distributed(ctx)                          # GloVe trains on rank 0 alone (see above)
     if not ctx.is_main:
@@ -204,6 +209,7 @@ def main(argv: list[str]) -> None:
 
     # 2. GloVe, one dimension at a time; a finished dimension is skipped
     summary = {"vocab_size": V, "nonzeros": nnz, "cooccurrence_seconds": cooc_seconds, **stamp, "dims": {}}
+    figures = {}                                                               # d -> (vectors, losses): glove/plots.py
     metadata = [[name, str(int(n)), aus or "-"] for name, n, aus in zip(vocab.names, counts, vocab.dominant_aus)]
     for d in cfg.dims:
         final = out / f"embeddings_d{d}.pt"
@@ -230,6 +236,8 @@ def main(argv: list[str]) -> None:
             print(f"d={d}: {result.epochs} epochs, loss {result.losses[-1]:.6g}, {seconds:.1f} s")
         summary["dims"][str(d)] = {"epochs": done["epochs"], "final_loss": done["losses"][-1],
                                    "converged": done["converged"], "seconds": done["seconds"]}
+        figures[d] = (done["W"] + done["W_tilde"], list(done["losses"]))
+    embedding_figures(out, figures, vocab.names, vocab.dominant_aus, hparams=OmegaConf.to_container(cfg.glove))
     save_json(summary, out / "summary.json")
     print(f"embeddings in {out}")
 

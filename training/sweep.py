@@ -25,6 +25,7 @@ from models.registry import get_model
 from training.config import RESUMABLE_KEYS, TrainConfig, compose, run_config, threads_for
 from training.experiment import check_inputs
 from training.results import write_results
+from utils.progress import progress
 from utils.config import ConfigError, merge_layer
 from utils.io import load_json, save_text
 from utils.runs import open_run_dir
@@ -108,6 +109,7 @@ def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
           f"{len(todo)} to run with {workers} worker(s) -> {root}", flush=True)
     threads = threads_for(cfg, workers)
     start, failed = time.time(), []
+    runs = progress(total=len(todo), desc=f"sweep {sweep.name}", unit="run", enabled=len(todo) > 1)
     if workers <= 1:
         _init_worker(threads)
         for task, row, run_cfg in todo:
@@ -118,6 +120,7 @@ def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
             except Exception:  # a failed run is reported; the others still run
                 failed.append(f"{task}/{row.id}")
                 traceback.print_exc()
+            runs.update(1, last=f"{task}/{row.id}", failed=len(failed))
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
@@ -129,6 +132,8 @@ def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
                 except Exception:
                     failed.append(futures[future])
                     traceback.print_exc()
+                runs.update(1, last=futures[future], failed=len(failed))
+    runs.close()
     tables = []
     for task in sweep.tasks:
         rows = [(row.id, row.label or row.id, _metrics(c.out)) for t, row, c in jobs if t == task]
