@@ -36,6 +36,7 @@ from torch.utils.tensorboard import SummaryWriter
 from data.openface.corpus import FrameCorpus
 from vocab.au_sets import SUBSETS, match_aus
 from vocab.elbow import MIN_KNEE_POINTS, fit_or_load, knee, write_elbow_csv
+from vocab.kmeans import SPEED_ONLY, KMeansConfig
 from vocab.plots import plot_centroids, plot_elbow
 from vocab.published import read_published_vocabulary, report_lines
 from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, nearest, tokenize,
@@ -44,15 +45,15 @@ from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.distributed import all_gather_rows, all_reduce_sum, close_distributed, init_distributed, shard_sequences
 from utils.io import fingerprint, save_json
+from utils.names import IMPORT_REPORT
 from utils.progress import progress
 from utils.runs import open_run_dir
 from utils.tensorboard import log_hparams
 
-ROOT = Path(__file__).resolve().parent
-
 
 @dataclass
-class ClusterConfig:
+class ClusterConfig(KMeansConfig):
+    """The k-means options (vocab/kmeans.py: KMeansConfig, their defaults) plus the stage's own."""
     corpus: str = ""              # frame corpus directory (python ingest.py)
     out: str = ""                 # run directory
     vocab: str = ""               # an existing vocabulary (a cluster.py out dir): tokenise only
@@ -60,15 +61,6 @@ class ClusterConfig:
     sweep: list[int] = field(default_factory=list)  # k values of the elbow sweep (paper: 100 ... 10000)
     min_count: int = 500          # <unk>: cluster with fewer frames than this in the pretraining corpus
     max_dist: float = 1.75        # <unk>: frame farther than this from its centre (raw AU units)
-    n_init: int = 1               # k-means restarts; the lowest inertia is kept
-    max_iter: int = 300
-    tol: float = 1e-5             # stop when inertia falls by less than this fraction (0: off)
-    reassign_tol: float = 1e-4    # stop when at most this fraction of frames changes cluster (kmcuda: 0.01)
-    seed: int = 0
-    init_sample: int = 200_000    # k-means++ runs on this many frames drawn at random (all if fewer)
-    backend: str = "auto"         # auto (keops on CUDA, torch on CPU) | keops | torch
-    chunk: int = 0                # frames per assignment chunk; 0 = backend default
-    batch_restarts: bool = True   # run the n_init restarts in one batched reduction
     device: str = "auto"
     dominant_min: float = 1.0     # vocab.tsv: AUs of a centre at least this intense are "dominant"
     dominant_top: int = 3         # vocab.tsv: at most this many dominant AUs per token
@@ -80,7 +72,7 @@ class ClusterConfig:
 
 
 # keys that may change between runs in one out/ directory: they do not change a fitted k
-MAY_CHANGE = ("device", "k", "sweep", "backend", "chunk", "batch_restarts", "dominant_min", "dominant_top", "plot_top")
+MAY_CHANGE = ("device", "k", "sweep", *SPEED_ONLY, "dominant_min", "dominant_top", "plot_top")
 HPARAMS = ("k", "min_count", "max_dist", "n_init", "max_iter", "tol", "reassign_tol", "seed", "init_sample", "backend",
            "au_subset")
 
@@ -96,7 +88,7 @@ def import_vocabulary(cfg) -> dict:
         plot_centroids(out / "centroids.png", vocab.centroids, vocab.counts, vocab.au_names,
                        vocab.token_names[N_SPECIAL:], top=cfg.plot_top, unk=vocab.unk_clusters, writer=writer)
     report["vocab_fingerprint"] = vocab.fingerprint
-    save_json(report, out / "import_report.json")
+    save_json(report, out / IMPORT_REPORT)
     summary = {"imported_from": cfg.import_from, "k": vocab.k, "vocab_size": vocab.size,
                "vocab_fingerprint": vocab.fingerprint, "rare_clusters": report["unk_clusters"]["count"]}
     save_json(summary, out / "summary.json")
@@ -249,13 +241,9 @@ def main(argv: list[str]) -> dict:
            for c in vocab.centroids]
     writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(names, map(int, vocab.counts), dominant)),
                          metadata_header=["token", "count", "dominant_aus"])
-    rare = vocab.counts[labels] < cfg.min_count
-    far = dist > cfg.max_dist
     summary.update(k=k, vocab_size=vocab.size, vocab_fingerprint=vocab.fingerprint,
-                   rare_clusters=int((vocab.counts < cfg.min_count).sum()),
-                   unk_fraction=float((rare | far).float().mean()), unk_rare_fraction=float(rare.float().mean()),
-                   unk_far_fraction=float(far.float().mean()), mean_dist=float(dist.double().mean()),
-                   au_subset=aus.record())
+                   rare_clusters=int(vocab.unk_clusters.sum()),
+                   **vocab.unk_fractions(labels, dist), mean_dist=float(dist.double().mean()), au_subset=aus.record())
     log_hparams(writer, {**{key: cfg[key] for key in HPARAMS}, "k": k, "n_aus": len(aus.names)},
                 {"hparam/mean_dist": summary["mean_dist"], "hparam/unk_fraction": summary["unk_fraction"],
                  "hparam/vocab_size": vocab.size})

@@ -51,9 +51,10 @@ from vocab.tokens import CENTROIDS_FILE, N_SPECIAL, Vocabulary, dominant_aus
 from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
-from utils.distributed import broadcast_object, close_distributed, init_distributed, shard_sequences
+from utils.distributed import broadcast_object, close_distributed, init_distributed
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
+from utils.names import IMPORT_REPORT, embeddings_file, vectors_file
 
 DEFAULTS = CONFIG_DIR / "embed.yaml"
 
@@ -142,8 +143,8 @@ def import_vectors(cfg) -> dict:
         save_torch({"W": torch.from_numpy(vectors), "W_tilde": zeros, "b": torch.zeros(V), "b_tilde": torch.zeros(V),
                     "tokens": names, "fingerprint": fp, "dim": d, "learned": torch.from_numpy(learned),
                     "imported": rep, "epochs": 0, "losses": [], "converged": None, "seconds": 0.0},
-                   out / f"embeddings_d{d}.pt")
-        write_vectors_txt(names, torch.from_numpy(vectors), out / f"vectors_d{d}.txt")
+                   out / embeddings_file(d))
+        write_vectors_txt(names, torch.from_numpy(vectors), out / vectors_file(d))
         report["dims"][str(d)] = rep
         figures[d], learned_by_d[d] = (torch.from_numpy(vectors), []), torch.from_numpy(learned)
         miss = rep["without_vector"]
@@ -155,7 +156,7 @@ def import_vectors(cfg) -> dict:
               + (f"; {rep['not_used']['count']} names not used ({', '.join(rep['not_used']['names'][:3])})"
                  if rep["not_used"]["count"] else ""))
     embedding_figures(out, figures, names, dominant, learned=learned_by_d)
-    save_json(report, out / "import_report.json")
+    save_json(report, out / IMPORT_REPORT)
     print(f"embeddings in {out} (vocabulary {fp})")
     return report
 
@@ -181,11 +182,9 @@ def main(argv: list[str]) -> None:
     reuse = broadcast_object(ctx.is_main and cooc_file.exists(), ctx)
     if not reuse:
         c = cfg.cooccurrence
-        mine = shard_sequences(vocab.offsets, ctx)                             # this rank's sequences
-        offsets = vocab.offsets[mine.start:mine.stop + 1]                      # (S_rank+1,)
-        tokens = vocab.tokens[int(offsets[0]):int(offsets[-1])]
+        tokens, offsets = vocab.shard(ctx, device)                             # this rank's sequences
         start = time.perf_counter()
-        matrix = cooccurrence(tokens.to(device), (offsets - offsets[0]).to(device), vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
+        matrix = cooccurrence(tokens, offsets, vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
                               unk_id=vocab.specials["<unk>"], chunk_tokens=c.chunk_tokens,
                               dense_max_entries=c.dense_max_entries, ctx=ctx, show_progress=True).cpu()
         cooc_seconds = time.perf_counter() - start                             # .cpu() waited for the device

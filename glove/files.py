@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from utils.io import atomic_path, save_text
+from utils.names import embeddings_file, in_dir
 
 CREC = np.dtype([("word1", "<i4"), ("word2", "<i4"), ("value", "<f8")])
 
@@ -69,3 +70,24 @@ def write_projector(log_dir: str | Path, vectors: torch.Tensor, metadata: list[l
     with SummaryWriter(str(log_dir)) as writer:   # a fresh writer: its projector_config lists this view once
         writer.add_embedding(vectors.detach().float().cpu(), metadata=metadata, metadata_header=list(header),
                              tag=tag, global_step=step)
+
+
+def read_embeddings(path: str | Path, *, d: int, tokens_fingerprint: str, vocab_size: int) -> torch.Tensor:
+    """W + W_tilde (V, d) from `embeddings_d{d}.pt` (or the folder holding it), refusing vectors
+    built on another vocabulary or of another size."""
+    path = in_dir(path, embeddings_file(d))
+    if not path.exists():
+        raise FileNotFoundError(f"embeddings file {path} does not exist; build it with `python embed.py`")
+    emb = torch.load(path, map_location="cpu", weights_only=True)
+    missing = [k for k in ("W", "W_tilde", "fingerprint") if k not in emb]
+    if missing:
+        raise ValueError(f"{path}: not an embeddings file (missing {missing})")
+    if emb["fingerprint"] != tokens_fingerprint:
+        raise ValueError(f"{path}: embeddings were trained on vocabulary {emb['fingerprint']}, but the tokens "
+                         f"use vocabulary {tokens_fingerprint}; tokenise with the vocabulary the embeddings came from")
+    vectors = (emb["W"] + emb["W_tilde"]).float()  # (V, d)
+    if vectors.shape[0] != vocab_size:
+        raise ValueError(f"{path}: {vectors.shape[0]} embedding rows but the tokens have vocab_size {vocab_size}")
+    if vectors.shape[1] != d:
+        raise ValueError(f"{path}: vectors have {vectors.shape[1]} dimensions, config asks for d={d}")
+    return vectors

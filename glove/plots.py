@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from utils.names import GLOVE_LOSSES_PNG, token_map_file  # noqa: E402
 from utils.tensorboard import log_hparams, save_figure  # noqa: E402
 
 SPECIALS = ("<unk>", "<start>", "<end>")
@@ -88,9 +89,9 @@ def embedding_figures(out: str | Path, runs: dict[int, tuple[torch.Tensor, list[
     out = Path(out)
     with SummaryWriter(str(out / "tb" / "figures")) as writer:
         if any(losses for _, losses in runs.values()):
-            plot_losses(out / "glove_losses.png", {d: losses for d, (_, losses) in runs.items()}, writer=writer)
+            plot_losses(out / GLOVE_LOSSES_PNG, {d: losses for d, (_, losses) in runs.items()}, writer=writer)
         for d, (vectors, _) in sorted(runs.items()):
-            plot_token_map(out / f"token_map_d{d}.png", vectors, names, dominant, title=f"d = {d}",
+            plot_token_map(out / token_map_file(d), vectors, names, dominant, title=f"d = {d}",
                            learned=None if learned is None else learned.get(d), writer=writer, tag=f"embeddings/map_d{d}")
     if hparams is not None:
         for d, (_, losses) in runs.items():

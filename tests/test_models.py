@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from data.tasks.sequences import pad_collate
+from glove.files import read_embeddings
 from models.bilstm import BiLSTMRegressor, reverse_padded
 from models.registry import create_model, known_models
 from utils.io import save_torch
@@ -119,18 +120,21 @@ def _embeddings(path, fp, V=20, d=4):
 def test_glove_initialises_from_w_plus_w_tilde(tmp_path):
     _embeddings(tmp_path, "abc")
     emb = torch.load(tmp_path / "embeddings_d4.pt", weights_only=True)
-    m = create_model("bilstm_glove", embeddings=str(tmp_path), d=4, tokens_fingerprint="abc", vocab_size=20, replicas=2)
+    vectors = read_embeddings(tmp_path, d=4, tokens_fingerprint="abc", vocab_size=20)
+    m = create_model("bilstm_glove", vectors=vectors, replicas=2)
     torch.testing.assert_close(m.replica_state(1)["embedding"], emb["W"] + emb["W_tilde"])
-    frozen = create_model("bilstm_glove", embeddings=str(tmp_path), d=4, tokens_fingerprint="abc", vocab_size=20, freeze=True)
+    frozen = create_model("bilstm_glove", vectors=vectors, freeze=True)
     assert not frozen.embedding.requires_grad
 
 
 def test_glove_refuses_another_vocabulary(tmp_path):
     _embeddings(tmp_path, "abc")
     with pytest.raises(ValueError, match="vocabulary"):
-        create_model("bilstm_glove", embeddings=str(tmp_path), d=4, tokens_fingerprint="xyz", vocab_size=20)
+        read_embeddings(tmp_path, d=4, tokens_fingerprint="xyz", vocab_size=20)
+    with pytest.raises(ValueError, match="vocab_size"):
+        read_embeddings(tmp_path, d=4, tokens_fingerprint="abc", vocab_size=21)
     with pytest.raises(FileNotFoundError):
-        create_model("bilstm_glove", embeddings=str(tmp_path), d=8, tokens_fingerprint="abc", vocab_size=20)
+        read_embeddings(tmp_path, d=8, tokens_fingerprint="abc", vocab_size=20)
 
 
 def test_checkpointed_replica_loads_weights_only(tmp_path):

@@ -13,7 +13,7 @@ import torch
 import cluster
 import embed
 import train
-from models.bilstm import load_glove
+from glove.files import read_embeddings
 from tests.planted import make_corpus
 from tests.tiny_tasks import make_task, task_overrides
 from vocab.tokens import UNK, Tokens, Vocabulary
@@ -103,7 +103,7 @@ def test_the_published_vectors_in_our_token_order(published):
     assert learned.sum() == 789 and (~learned).sum() == 209 + 5
     np.testing.assert_allclose(W[~learned], np.broadcast_to(rows.mean(0), ((~learned).sum(), 25)), atol=1e-6)
     assert torch.equal(emb["W_tilde"], torch.zeros(1003, 25))
-    vectors = load_glove(published / "emb" / "embeddings_d25.pt", tokens_fingerprint=vocab.fingerprint, vocab_size=1003)
+    vectors = read_embeddings(published / "emb", d=25, tokens_fingerprint=vocab.fingerprint, vocab_size=1003)
     assert vectors.shape == (1003, 25)
     report = json.loads((published / "emb" / "import_report.json").read_text())
     missing = report["dims"]["25"]["without_vector"]

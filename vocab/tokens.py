@@ -79,17 +79,28 @@ class Vocabulary:
     @property
     def unk_clusters(self) -> torch.Tensor:
         """(k,) bool: clusters whose frames are all <unk> (too rare, or excluded)."""
-        rare = self.counts < self.min_count
-        rare[list(self.excluded)] = True
-        return rare
+        counts, min_count = self._rule(self.counts.device)
+        return counts < min_count
+
+    def _rule(self, device) -> tuple[torch.Tensor, int]:
+        """The counts and min_count the <unk> rule reads: an excluded cluster counts as one with no frames."""
+        counts = self.counts.to(device)
+        if not self.excluded:
+            return counts, self.min_count
+        counts = counts.clone()
+        counts[list(self.excluded)] = 0
+        return counts, max(self.min_count, 1)
 
     def frame_tokens(self, labels: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-        counts = self.counts.to(labels.device)
-        if self.excluded:  # an excluded cluster counts as one with no frames
-            counts = counts.clone()
-            counts[list(self.excluded)] = 0
-        return frame_tokens(labels, dist, counts, min_count=max(self.min_count, 1) if self.excluded else self.min_count,
-                            max_dist=self.max_dist)
+        counts, min_count = self._rule(labels.device)
+        return frame_tokens(labels, dist, counts, min_count=min_count, max_dist=self.max_dist)
+
+    def unk_fractions(self, labels: torch.Tensor, dist: torch.Tensor) -> dict[str, float]:
+        """The share of frames that are <unk>, and of those by each half of the rule (they overlap)."""
+        counts, min_count = self._rule(labels.device)
+        rare, far = unk_reasons(labels, dist, counts, min_count=min_count, max_dist=self.max_dist)
+        return {"unk_fraction": float((rare | far).float().mean()), "unk_rare_fraction": float(rare.float().mean()),
+                "unk_far_fraction": float(far.float().mean())}
 
     def save(self, out: str | Path) -> Path:
         path = Path(out) / CENTROIDS_FILE
@@ -115,11 +126,18 @@ class Vocabulary:
         return vocab
 
 
+def unk_reasons(labels: torch.Tensor, dist: torch.Tensor, counts: torch.Tensor, *,
+                min_count: int, max_dist: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The <unk> rule: a frame is <unk> when its cluster is rare or it is far from its centre (N,) each."""
+    rare = counts[labels] < min_count       # cluster seen fewer than min_count times
+    far = dist > max_dist                   # frame far from its centre
+    return rare, far
+
+
 def frame_tokens(labels: torch.Tensor, dist: torch.Tensor, counts: torch.Tensor, *,
                  min_count: int, max_dist: float) -> torch.Tensor:
     """labels (N,) cluster of each frame, dist (N,) Euclidean distance to it -> token ids (N,)."""
-    rare = counts[labels] < min_count       # cluster seen fewer than min_count times
-    far = dist > max_dist                   # frame far from its centre
+    rare, far = unk_reasons(labels, dist, counts, min_count=min_count, max_dist=max_dist)
     return torch.where(rare | far, UNK, labels + N_SPECIAL)
 
 
