@@ -20,7 +20,6 @@ The layouts were looked up, not guessed (read, never copied):
 """
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 

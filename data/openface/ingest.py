@@ -29,7 +29,6 @@ import json
 import multiprocessing
 import os
 import re
-import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -39,7 +38,6 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
-from tqdm import tqdm
 
 from data.openface.corpus import FrameCorpus
 from data.openface.reader import (DROP_REASONS, ReaderConfig, as_reader_config, load_video, new_report,
@@ -47,6 +45,7 @@ from data.openface.reader import (DROP_REASONS, ReaderConfig, as_reader_config, 
 from data.openface.resample import sequence_offsets
 from utils.config import CONFIG_DIR, ConfigError
 from utils.io import atomic_path, load_json, save_json
+from utils.progress import Progress
 from utils.runs import open_run_dir
 
 DEFAULTS = CONFIG_DIR / "ingest.yaml"
@@ -204,7 +203,7 @@ def process_file(job: tuple[str, str, str, ReaderConfig]) -> dict:
 def _run(jobs: list, workers: int, progress: bool) -> dict[str, dict]:
     """Reports of this run's files by part path, processed in `workers` processes."""
     reports = {}
-    bar = tqdm(total=len(jobs), unit="file", desc="ingest", disable=not progress, file=sys.stderr)
+    bar = Progress(total=len(jobs), unit="file", desc="ingest", enabled=progress and bool(jobs))
     kept = 0
     pool = None
     if workers <= 1 or len(jobs) <= 1:
@@ -220,9 +219,8 @@ def _run(jobs: list, workers: int, progress: bool) -> dict[str, dict]:
             reports[job[2]] = report
             kept += report["kept"]
             if report["error"]:
-                tqdm.write(f"skipped {job[1]}: {report['error']}", file=sys.stderr)
-            bar.update(1)
-            bar.set_postfix(frames=kept, refresh=False)
+                bar.write(f"skipped {job[1]}: {report['error']}")
+            bar.update(1, frames=kept)
     finally:
         bar.close()
         if pool is not None:
