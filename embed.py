@@ -55,6 +55,7 @@ from utils.distributed import broadcast_object, close_distributed, init_distribu
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
 from utils.names import IMPORT_REPORT, embeddings_file, vectors_file
+from utils.progress import progress
 
 DEFAULTS = CONFIG_DIR / "embed.yaml"
 
@@ -219,7 +220,9 @@ def main(argv: list[str]) -> None:
             checkpoint = out / "checkpoints" / f"glove_d{d}.pt"
             start = time.perf_counter()
             trainer = GloveTrainer(matrix, dim=d, cfg=cfg.glove, device=device, fingerprint=vocab.fingerprint)
-            result = trainer.fit(checkpoint=checkpoint, tb_dir=out / "tb" / f"d{d}", tag=f"glove_d{d}")
+            with progress(total=cfg.glove.epochs, desc=f"GloVe d={d}", unit="epoch") as bar:  # epochs, J, ETA
+                result = trainer.fit(checkpoint=checkpoint, tb_dir=out / "tb" / f"d{d}", tag=f"glove_d{d}",
+                                     on_epoch=lambda e: bar.update(e - bar.n, J=f"{trainer.losses[-1]:.6g}" if trainer.losses else "-"))
             seconds = time.perf_counter() - start
             model = result.model
             vectors = model.vectors().cpu()                                    # (V, d) W + W~

@@ -38,12 +38,16 @@ class Progress:
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
         self.n = self.start_n = self.shown = initial
         self.start = self.last = time.monotonic()
+        self.first: tuple[float, int] | None = None   # (time, n) of the first update: the rate counts from there,
+                                                     # so set-up before it (k-means++ init) does not skew the ETA
         self.postfix: dict = {}
         self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, initial=initial,
                         dynamic_ncols=True) if self.mode == "bar" else None
 
     def update(self, n: int = 1, **postfix) -> None:
         self.n += n
+        if self.first is None:
+            self.first = (time.monotonic(), self.n)
         self.postfix.update(postfix)
         if self.bar is not None:
             if postfix:
@@ -56,15 +60,17 @@ class Progress:
                 print(self.line(now), file=sys.stderr, flush=True)
 
     def line(self, now: float | None = None, final: bool = False) -> str:
-        elapsed = (now or time.monotonic()) - self.start
-        done = self.n - self.start_n
+        now = now or time.monotonic()
+        elapsed = now - self.start
+        since, base = self.first or (now, self.n)
+        done = self.n - base                                    # units since the first update
         text = f"{self.desc}: {self.n}"
         if self.total and final and self.n < self.total:   # stopped early (k-means converged): no percentage
             text += f" {self.unit} (done, {self.total} at most), {_clock(elapsed)}"
         elif self.total:
             text += f"/{self.total} {self.unit} ({100 * self.n / self.total:.0f}%)"
             if 0 < done and self.n < self.total:
-                text += f", {_clock(elapsed)}, ETA {_clock(elapsed / done * (self.total - self.n))}"
+                text += f", {_clock(elapsed)}, ETA {_clock((now - since) / done * (self.total - self.n))}"
             else:
                 text += f", {_clock(elapsed)}"
         else:
