@@ -33,22 +33,23 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from data.openface.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus, read_meta as read_corpus_meta
 from vocab.au_sets import SUBSETS, match_aus
 from vocab.elbow import MIN_KNEE_POINTS, fit_or_load, knee, write_elbow_csv
-from vocab.kmeans import SPEED_ONLY, KMeansConfig
+from vocab.kmeans import RANGES as KMEANS_RANGES, SPEED_ONLY, KMeansConfig
 from vocab.plots import plot_centroids, plot_elbow
 from vocab.published import read_published_vocabulary, report_lines
-from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, nearest, tokenize,
-                          write_vocab_tsv)
+from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, load_vocabulary,
+                          nearest, tokenize, write_vocab_tsv)
 from utils.cli import run_script
-from utils.config import CONFIG_DIR, ConfigError, load_config
+from utils import names
+from utils.config import CONFIG_DIR, ConfigError, above, at_least, check_ranges, each, load_config
 from utils.distributed import all_gather_rows, all_reduce_sum, close_distributed, init_distributed, shard_sequences
 from utils.io import fingerprint, save_json
-from utils.names import IMPORT_REPORT
 from utils.progress import progress
 from utils.runs import open_run_dir
 from utils.tensorboard import log_hparams
+
 
 
 @dataclass
@@ -71,6 +72,9 @@ class ClusterConfig(KMeansConfig):
     import_min_count: int = 501   # import=: <unk> below this count (released code: count <= 500; its AVEC notebooks: 151)
 
 
+RANGES = {**KMEANS_RANGES, "k": at_least(0), "sweep": each(at_least(1)), "min_count": at_least(0),
+          "max_dist": above(0), "dominant_top": at_least(0), "plot_top": at_least(0)}
+
 # keys that may change between runs in one out/ directory: they do not change a fitted k
 MAY_CHANGE = ("device", "k", "sweep", *SPEED_ONLY, "dominant_min", "dominant_top", "plot_top")
 HPARAMS = ("k", "min_count", "max_dist", "n_init", "max_iter", "tol", "reassign_tol", "seed", "init_sample", "backend",
@@ -83,15 +87,15 @@ def import_vocabulary(cfg) -> dict:
     vocab, report = read_published_vocabulary(cfg.import_from, k=cfg.k, min_count=cfg.import_min_count,
                                               max_dist=cfg.max_dist)
     vocab.save(out)
-    write_vocab_tsv(out / "vocab.tsv", vocab, None, None, None, min_intensity=cfg.dominant_min, top=cfg.dominant_top)
+    write_vocab_tsv(out / names.VOCAB_TSV, vocab, None, None, None, min_intensity=cfg.dominant_min, top=cfg.dominant_top)
     with SummaryWriter(str(out / "tb")) as writer:
-        plot_centroids(out / "centroids.png", vocab.centroids, vocab.counts, vocab.au_names,
+        plot_centroids(out / names.CENTROIDS_PNG, vocab.centroids, vocab.counts, vocab.au_names,
                        vocab.token_names[N_SPECIAL:], top=cfg.plot_top, unk=vocab.unk_clusters, writer=writer)
     report["vocab_fingerprint"] = vocab.fingerprint
-    save_json(report, out / IMPORT_REPORT)
+    save_json(report, out / names.IMPORT_REPORT)
     summary = {"imported_from": cfg.import_from, "k": vocab.k, "vocab_size": vocab.size,
                "vocab_fingerprint": vocab.fingerprint, "rare_clusters": report["unk_clusters"]["count"]}
-    save_json(summary, out / "summary.json")
+    save_json(summary, out / names.SUMMARY)
     for line in report_lines(report):
         print(f"import: {line}")
     print(f"vocabulary {vocab.fingerprint} in {out}; tokenise a corpus with `python cluster.py corpus=DIR "
@@ -108,7 +112,7 @@ def shared_aus(cfg, corpus_aus: list[str]):
                           "the new vocabulary must share")
     common = list(corpus_aus)
     for other in cfg.share_with:
-        common = [a for a in common if a in set(FrameCorpus.read_meta(other)["au_names"])]
+        common = [a for a in common if a in set(read_corpus_meta(other)["au_names"])]
     return match_aus(corpus_aus, common, subset="shared" if cfg.share_with else "all",
                      left_name=f"corpus {cfg.corpus}", right_name=f"the corpora {list(cfg.share_with)}")
 
@@ -125,20 +129,21 @@ def main(argv: list[str]) -> dict:
         raise ConfigError(f"au_subset={cfg.au_subset!r}: expected one of {', '.join(SUBSETS)}")
     if not cfg.vocab and not cfg.sweep and cfg.k <= 0:
         raise ConfigError("give k=K, sweep=[...] or vocab=DIR")
-    # the AUs, checked before anything is loaded or computed
-    corpus_aus = FrameCorpus.read_meta(cfg.corpus)["au_names"]
-    vocab = Vocabulary.load(cfg.vocab) if cfg.vocab else None
+    check_ranges(cfg, RANGES)
+    # the AUs, checked before any frame is read or any distance computed
+    offsets = FrameCorpus.read_offsets(cfg.corpus)                # (S+1,) of the whole corpus; names a missing one
+    corpus_aus = read_corpus_meta(cfg.corpus)["au_names"]
+    vocab = load_vocabulary(cfg.vocab) if cfg.vocab else None
     if vocab is not None:
         if cfg.share_with:
             raise ConfigError("share_with= builds a vocabulary; with vocab= the AUs shared with it are used")
         aus = match_aus(corpus_aus, vocab.au_names, subset=cfg.au_subset, left_name=f"corpus {cfg.corpus}",
-                        right_name=f"vocabulary {cfg.vocab}")
+                        right_name=f"the vocabulary {cfg.vocab}")
     else:
         aus = shared_aus(cfg, corpus_aus)
     ctx = init_distributed(cfg.device)            # under torchrun: this process's rank; else rank 0 of 1
     device = ctx.device
     log = print if ctx.is_main else (lambda *_: None)
-    offsets = FrameCorpus.read_offsets(cfg.corpus)                # (S+1,) of the whole corpus
     corpus = FrameCorpus.load(cfg.corpus, device, sequences=shard_sequences(offsets, ctx))  # this rank's part
     check_finite(corpus, cfg.corpus)
     frames = corpus.frames if aus.identity else corpus.frames[:, aus.left]   # (N_rank, D) float32
@@ -168,7 +173,7 @@ def main(argv: list[str]) -> dict:
         summary = {"vocab": cfg.vocab, "vocab_fingerprint": vocab.fingerprint, "k": vocab.k,
                    "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk, "au_subset": aus.record()}
         if ctx.is_main:
-            save_json(summary, out / "summary.json")
+            save_json(summary, out / names.SUMMARY)
             tokens.save(out)
         log(f"tokens of {n_frames} frames with vocabulary {cfg.vocab} (k={vocab.k}): <unk> {unk:.1%}")
         return summary
@@ -205,8 +210,8 @@ def main(argv: list[str]) -> dict:
         swept = [fitted[k] for k in cfg.sweep]
         suggested = knee([r["k"] for r in swept], [r["mean_dist"] for r in swept])
         if ctx.is_main:
-            write_elbow_csv(out / "elbow.csv", swept)
-            plot_elbow(out / "elbow.png", swept, suggested, writer=writer)
+            write_elbow_csv(out / names.ELBOW_CSV, swept)
+            plot_elbow(out / names.ELBOW_PNG, swept, suggested, writer=writer)
         summary["suggested_k"] = suggested
         if suggested is not None:
             log(f"elbow: suggested k = {suggested} (knee of mean distance against log k)")
@@ -232,14 +237,14 @@ def main(argv: list[str]) -> dict:
     if not ctx.is_main:
         return summary
     vocab.save(out)
-    write_vocab_tsv(out / "vocab.tsv", vocab, tokens, labels, dist, min_intensity=cfg.dominant_min,
+    write_vocab_tsv(out / names.VOCAB_TSV, vocab, tokens, labels, dist, min_intensity=cfg.dominant_min,
                     top=cfg.dominant_top)
-    names = vocab.token_names[N_SPECIAL:]                         # (k,) c0, c1, ...
-    plot_centroids(out / "centroids.png", vocab.centroids, vocab.counts, vocab.au_names, names, top=cfg.plot_top,
-                   unk=vocab.unk_clusters, writer=writer)
+    token_names = vocab.token_names[N_SPECIAL:]                   # (k,) c0, c1, ...
+    plot_centroids(out / names.CENTROIDS_PNG, vocab.centroids, vocab.counts, vocab.au_names, token_names,
+                   top=cfg.plot_top, unk=vocab.unk_clusters, writer=writer)
     dominant = [dominant_aus(c, vocab.au_names, min_intensity=cfg.dominant_min, top=cfg.dominant_top)
-           for c in vocab.centroids]
-    writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(names, map(int, vocab.counts), dominant)),
+                for c in vocab.centroids]
+    writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(token_names, map(int, vocab.counts), dominant)),
                          metadata_header=["token", "count", "dominant_aus"])
     summary.update(k=k, vocab_size=vocab.size, vocab_fingerprint=vocab.fingerprint,
                    rare_clusters=int(vocab.unk_clusters.sum()),
@@ -248,7 +253,7 @@ def main(argv: list[str]) -> dict:
                 {"hparam/mean_dist": summary["mean_dist"], "hparam/unk_fraction": summary["unk_fraction"],
                  "hparam/vocab_size": vocab.size})
     writer.close()
-    save_json(summary, out / "summary.json")
+    save_json(summary, out / names.SUMMARY)
     tokens.save(out)  # last: its presence marks the stage finished
     print(f"k={k}: V={vocab.size} tokens, <unk> {summary['unk_fraction']:.1%} of frames "
           f"({summary['rare_clusters']} clusters under {cfg.min_count} frames); wrote {out}")

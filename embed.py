@@ -34,6 +34,7 @@ every epoch. Rank 0 writes every artifact.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,8 @@ import torch
 from omegaconf import OmegaConf
 
 from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
-from glove.files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
+from glove.files import (read_cooccurrence, read_embedding_file, write_crec, write_projector, write_vectors_txt,
+                         write_vocab_txt)
 from glove.import_vectors import FORMATS, MISSING, align, published_files, read_vectors
 from glove.plots import embedding_figures
 from vocab.published import published_names, read_token_index
@@ -52,9 +54,10 @@ from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.distributed import broadcast_object, close_distributed, init_distributed
+from utils import names
+from utils.artifacts import ArtifactError, MismatchError
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
-from utils.names import IMPORT_REPORT, embeddings_file, vectors_file
 from utils.progress import progress
 
 DEFAULTS = CONFIG_DIR / "embed.yaml"
@@ -89,14 +92,19 @@ def check_config(cfg) -> None:
     check_glove(cfg.glove)
 
 
-def load_own(path: Path, stamp: dict) -> dict:
-    """An artifact of this run directory; one made from other tokens must not be mixed with this run's."""
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    for key, value in stamp.items():
-        if saved.get(key) != value:
-            raise RunDirError(f"{path} was made from other tokens ({key} {saved.get(key)} != {value}); "
-                              f"use another out= or delete {path.parent}")
-    return saved
+def reusable(read, path: Path, **kw) -> dict | None:
+    """This run's own earlier artifact, read by its checked reader; a damaged one is said in one line
+    and made again (None). One made from other tokens is an error (never mixed with this run's)."""
+    if not path.exists():
+        return None
+    try:
+        return read(path, **kw)
+    except MismatchError as err:
+        raise RunDirError(str(err)) from None
+    except ArtifactError as err:
+        print(f"{err}; computing it again", file=sys.stderr)
+        path.unlink()
+        return None
 
 
 def import_vectors(cfg) -> dict:
@@ -105,14 +113,14 @@ def import_vectors(cfg) -> dict:
     where = Path(cfg.tokens)
     if (where / CENTROIDS_FILE).exists() or where.suffix == ".pt":
         vocab = Vocabulary.load(where)
-        names, fp = vocab.token_names, vocab.fingerprint
+        token_names, fp = vocab.token_names, vocab.fingerprint
         dominant = ["-"] * N_SPECIAL + [dominant_aus(c, vocab.au_names, min_intensity=1.0, top=1) for c in vocab.centroids]
     else:                                               # a tokens dir without its vocabulary beside it
         tokens = load_tokens(where)
-        names, fp, dominant = tokens.names, tokens.fingerprint, tokens.dominant_aus
+        token_names, fp, dominant = tokens.names, tokens.fingerprint, tokens.dominant_aus
     source = Path(cfg.import_from)
     if source.is_dir():                                 # the published folder: one CSV per d, rows = published ids
-        index, index_path = read_token_index(source, len(names) - N_SPECIAL)
+        index, index_path = read_token_index(source, len(token_names) - N_SPECIAL)
         row_names = published_names(index)
         files = published_files(source)
         wanted = [d for d in cfg.dims if d in files]
@@ -131,10 +139,10 @@ def import_vectors(cfg) -> dict:
                           "bilstm_glove.freeze=true; tokens without a vector start from the treatment's vector",
               "dims": {}}
     for file in found:
-        vectors, learned, rep = align(file, names, row_names=row_names, aliases={cfg.stanford_unk_name: "<unk>"},
+        vectors, learned, rep = align(file, token_names, row_names=row_names, aliases={cfg.stanford_unk_name: "<unk>"},
                                       missing=cfg.import_missing, seed=cfg.glove.seed)
         d = rep["dim"]
-        V = len(names)
+        V = len(token_names)
         if row_names is not None:  # why each published token lacks a vector
             named = {name: i for i, name in row_names.items()}
             lacking = rep["without_vector"]["tokens"]
@@ -142,10 +150,10 @@ def import_vectors(cfg) -> dict:
             rep["without_vector"]["published_id_without_row"] = [t for t in lacking if t in named]
         zeros = torch.zeros(V, d)
         save_torch({"W": torch.from_numpy(vectors), "W_tilde": zeros, "b": torch.zeros(V), "b_tilde": torch.zeros(V),
-                    "tokens": names, "fingerprint": fp, "dim": d, "learned": torch.from_numpy(learned),
+                    "tokens": token_names, "fingerprint": fp, "dim": d, "learned": torch.from_numpy(learned),
                     "imported": rep, "epochs": 0, "losses": [], "converged": None, "seconds": 0.0},
-                   out / embeddings_file(d))
-        write_vectors_txt(names, torch.from_numpy(vectors), out / vectors_file(d))
+                   out / names.embeddings_file(d))
+        write_vectors_txt(token_names, torch.from_numpy(vectors), out / names.vectors_file(d))
         report["dims"][str(d)] = rep
         figures[d], learned_by_d[d] = (torch.from_numpy(vectors), []), torch.from_numpy(learned)
         miss = rep["without_vector"]
@@ -156,8 +164,8 @@ def import_vectors(cfg) -> dict:
               f"{miss['count']} without a vector -> {miss['treatment']}{why}"
               + (f"; {rep['not_used']['count']} names not used ({', '.join(rep['not_used']['names'][:3])})"
                  if rep["not_used"]["count"] else ""))
-    embedding_figures(out, figures, names, dominant, learned=learned_by_d)
-    save_json(report, out / IMPORT_REPORT)
+    embedding_figures(out, figures, token_names, dominant, learned=learned_by_d)
+    save_json(report, out / names.IMPORT_REPORT)
     print(f"embeddings in {out} (vocabulary {fp})")
     return report
 
@@ -179,8 +187,9 @@ def main(argv: list[str]) -> None:
               f"V = {V}, vocabulary {vocab.fingerprint}; device {device}, {ctx.world_size} rank(s)")
 
     # 1. co-occurrence: each rank counts its share of the sequences (reused when this run already built it)
-    cooc_file = out / "cooccurrence.pt"
-    reuse = broadcast_object(ctx.is_main and cooc_file.exists(), ctx)
+    cooc_file = out / names.COOCCURRENCE
+    saved = reusable(read_cooccurrence, cooc_file, stamp=stamp) if ctx.is_main else None
+    reuse = broadcast_object(saved is not None, ctx)
     if not reuse:
         c = cfg.cooccurrence
         tokens, offsets = vocab.shard(ctx, device)                             # this rank's sequences
@@ -193,12 +202,11 @@ def main(argv: list[str]) -> None:
     if not ctx.is_main:
         return
     if reuse:
-        saved = load_own(cooc_file, stamp)
         matrix, cooc_seconds = saved["matrix"], saved["seconds"]
         print(f"co-occurrence: reusing {cooc_file}")
     else:
-        write_crec(matrix, out / "cooccurrence.bin")
-        write_vocab_txt(vocab.names, counts, out / "vocab.txt", unk_name=cfg.stanford_unk_name)
+        write_crec(matrix, out / names.CREC_FILE)
+        write_vocab_txt(vocab.names, counts, out / names.GLOVE_VOCAB, unk_name=cfg.stanford_unk_name)
         save_torch({"matrix": matrix, **stamp, "vocab_size": V, "tokens": vocab.names, "seconds": cooc_seconds,
                     "ranks": ctx.world_size, **OmegaConf.to_container(c)}, cooc_file)  # written last: marks it done
     nnz = matrix._nnz()
@@ -212,9 +220,9 @@ def main(argv: list[str]) -> None:
     figures = {}                                                               # d -> (vectors, losses): glove/plots.py
     metadata = [[name, str(int(n)), aus or "-"] for name, n, aus in zip(vocab.names, counts, vocab.dominant_aus)]
     for d in cfg.dims:
-        final = out / f"embeddings_d{d}.pt"
-        if final.exists():
-            done = load_own(final, stamp)
+        final = out / names.embeddings_file(d)
+        done = reusable(read_embedding_file, final, d=d, stamp=stamp)
+        if done is not None:
             print(f"d={d}: finished already ({final})")
         else:
             checkpoint = out / "checkpoints" / f"glove_d{d}.pt"
@@ -226,7 +234,7 @@ def main(argv: list[str]) -> None:
             seconds = time.perf_counter() - start
             model = result.model
             vectors = model.vectors().cpu()                                    # (V, d) W + W~
-            write_vectors_txt(vocab.names, vectors, out / f"vectors_d{d}.txt")
+            write_vectors_txt(vocab.names, vectors, out / names.vectors_file(d))
             write_projector(out / "tb" / f"d{d}", vectors, metadata, tag=f"glove_d{d}", step=result.epochs)
             done = {name: getattr(model, name).detach().cpu() for name in ("W", "W_tilde", "b", "b_tilde")}
             done.update(tokens=vocab.names, **stamp, dim=d, epochs=result.epochs, converged=result.converged,
@@ -240,7 +248,7 @@ def main(argv: list[str]) -> None:
                                    "converged": done["converged"], "seconds": done["seconds"]}
         figures[d] = (done["W"] + done["W_tilde"], list(done["losses"]))
     embedding_figures(out, figures, vocab.names, vocab.dominant_aus, hparams=OmegaConf.to_container(cfg.glove))
-    save_json(summary, out / "summary.json")
+    save_json(summary, out / names.SUMMARY)
     print(f"embeddings in {out}")
 
 

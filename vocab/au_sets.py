@@ -43,7 +43,7 @@ def match_aus(left: list[str], right: list[str], *, subset: str, left_name: str,
         order = " (the same AUs in another order)" if sorted(left) == sorted(right) else ""
         n = len(set(left) & set(right))
         fix = f"rerun with {hint} to use the {n} AUs they share" if n else "they share no AU name"
-        raise ValueError(f"{left_name} has AUs {list(left)} but {right_name} has {list(right)}{order}; {fix}")
+        raise ValueError(f"{left_name} has AUs {list(left)}, which differ from {right_name}'s {list(right)}{order}; {fix}")
     names = [a for a in right if a in set(left)]
     if not names:
         raise ValueError(f"{left_name} (AUs {list(left)}) and {right_name} (AUs {list(right)}) share no AU")
