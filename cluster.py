@@ -73,7 +73,7 @@ class ClusterConfig(KMeansConfig):
 
 
 RANGES = {**KMEANS_RANGES, "k": at_least(0), "sweep": each(at_least(1)), "min_count": at_least(0),
-          "max_dist": above(0), "dominant_top": at_least(0), "plot_top": at_least(0)}
+          "max_dist": above(0), "dominant_top": at_least(0), "plot_top": at_least(0), "import_min_count": at_least(1)}
 
 # keys that may change between runs in one out/ directory: they do not change a fitted k
 MAY_CHANGE = ("device", "k", "sweep", *SPEED_ONLY, "dominant_min", "dominant_top", "plot_top")
@@ -119,6 +119,7 @@ def shared_aus(cfg, corpus_aus: list[str]):
 
 def main(argv: list[str]) -> dict:
     cfg = load_config(ClusterConfig, argv, CONFIG_DIR / "cluster.yaml", aliases={"import": "import_from"})
+    check_ranges(cfg, RANGES)
     if cfg.import_from:
         if not cfg.out:
             raise ConfigError("import=DIR needs out=VOCAB_DIR")
@@ -129,7 +130,6 @@ def main(argv: list[str]) -> dict:
         raise ConfigError(f"au_subset={cfg.au_subset!r}: expected one of {', '.join(SUBSETS)}")
     if not cfg.vocab and not cfg.sweep and cfg.k <= 0:
         raise ConfigError("give k=K, sweep=[...] or vocab=DIR")
-    check_ranges(cfg, RANGES)
     # the AUs, checked before any frame is read or any distance computed
     offsets = FrameCorpus.read_offsets(cfg.corpus)                # (S+1,) of the whole corpus; names a missing one
     corpus_aus = read_corpus_meta(cfg.corpus)["au_names"]
