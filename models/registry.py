@@ -6,8 +6,11 @@
 A model owns its config: `config` is the dataclass of its options, which becomes train.py's section
 of the same name (training/config.py builds the schema from the registry), so adding a model touches
 one file. `inputs` tells the runner what to load: `frames` (a frame corpus), `tokens` (a tokens file)
-or `embeddings` (tokens plus pretrained vectors, read for the `d` in the model's config). `kind`
-tells it how to train: `sequence` (gradient training of replicas) or `baseline` (fit on features).
+or `embeddings` (tokens plus pretrained vectors, read for the `d` in the model's config), `face_features`
+(per-frame embeddings of face videos by a trained face network, a frame corpus) or `faces` (face
+images, for the face stage). `kind` tells it how to train: `sequence` (gradient training of
+replicas) or `baseline` (fit on features), both train.py's; `au_detector` (face images to AUs,
+trained by the face stage, not by train.py).
 
 This module imports no model: `models/__init__.py` imports the model modules, whose decorators fill
 it (as timm does), so importing anything from `models` fills the registry without an import loop.
@@ -17,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, is_dataclass
 from typing import Any, Callable
 
-INPUTS = ("frames", "tokens", "embeddings")
-KINDS = ("sequence", "baseline")
+INPUTS = ("frames", "tokens", "embeddings", "face_features", "faces")
+KINDS = ("sequence", "baseline", "au_detector")
+TRAIN_KINDS = ("sequence", "baseline")  # the kinds train.py runs
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,8 @@ class ModelEntry:
     name: str
     factory: Callable[..., Any]
     config: type       # dataclass of the model's options
-    inputs: str        # frames | tokens | embeddings
-    kind: str          # sequence | baseline
+    inputs: str        # one of INPUTS
+    kind: str          # one of KINDS
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -45,8 +49,8 @@ def register_model(name: str, *, config: type, inputs: str, kind: str) -> Callab
     return add
 
 
-def known_models() -> list[str]:
-    return sorted(_REGISTRY)
+def known_models(kinds: tuple[str, ...] = KINDS) -> list[str]:
+    return sorted(n for n, e in _REGISTRY.items() if e.kind in kinds)
 
 
 def get_model(name: str) -> ModelEntry:
