@@ -154,7 +154,7 @@ class ChuConfig:
     margin: float = 0.5         # max-margin loss of the LSTM (the paper's lambda)
 
 
-@register_model("chu_hybrid", config=ChuConfig, inputs="faces", kind="au_detector")
+@register_model("chu_hybrid", config=ChuConfig, inputs="images", kind="au_detector")
 def chu_hybrid(*, n_aus: int = 12, in_channels: int = 3, variant: str = "small", pca_dim: int = 1024,
                lstm_hidden: int = 256, lstm_layers: int = 3, dropout: float = 0.5, fusion_hidden: int = 64,
                **_context) -> ChuHybrid:

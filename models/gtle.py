@@ -144,7 +144,7 @@ class GTLEConfig:
     pretrain: str = "finetune"      # none (encoder random) | frozen | finetune (pretrained on triplets)
 
 
-@register_model("gtle_net", config=GTLEConfig, inputs="faces", kind="au_detector")
+@register_model("gtle_net", config=GTLEConfig, inputs="images", kind="au_detector")
 def gtle_net(*, n_aus: int = 12, in_channels: int = 3, encoder_widths=(32, 64, 128, 256), embed_dim: int = 16,
              classifier_widths=(16, 32, 64, 128, 256), **_context) -> GTLENet:
     return GTLENet(n_aus=n_aus, in_channels=in_channels, encoder_widths=tuple(encoder_widths), embed_dim=embed_dim,

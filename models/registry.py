@@ -6,11 +6,10 @@
 A model owns its config: `config` is the dataclass of its options, which becomes train.py's section
 of the same name (training/config.py builds the schema from the registry), so adding a model touches
 one file. `inputs` tells the runner what to load: `frames` (a frame corpus), `tokens` (a tokens file)
-or `embeddings` (tokens plus pretrained vectors, read for the `d` in the model's config), `face_features`
-(per-frame embeddings of face videos by a trained face network, a frame corpus) or `faces` (face
-images, for the face stage). `kind` tells it how to train: `sequence` (gradient training of
-replicas) or `baseline` (fit on features), both train.py's; `au_detector` (face images to AUs,
-trained by the face stage, not by train.py).
+or `embeddings` (tokens plus pretrained vectors, read for the `d` in the model's config), or `images`
+(face crops, faces.py), or `face_features` (per-frame embeddings of face videos by a trained face
+network, stored as a frame corpus: the "LSTM + face features" row). `kind` tells it how to train: `sequence` (gradient training of replicas),
+`baseline` (fit on features) or `au_detector` (face images -> AU presence, trained by faces.py).
 
 This module imports no model: `models/__init__.py` imports the model modules, whose decorators fill
 it (as timm does), so importing anything from `models` fills the registry without an import loop.
@@ -20,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, is_dataclass
 from typing import Any, Callable
 
-INPUTS = ("frames", "tokens", "embeddings", "face_features", "faces")
+INPUTS = ("frames", "tokens", "embeddings", "images", "face_features")
 KINDS = ("sequence", "baseline", "au_detector")
-TRAIN_KINDS = ("sequence", "baseline")  # the kinds train.py runs
 
 
 @dataclass(frozen=True)
@@ -30,8 +28,8 @@ class ModelEntry:
     name: str
     factory: Callable[..., Any]
     config: type       # dataclass of the model's options
-    inputs: str        # one of INPUTS
-    kind: str          # one of KINDS
+    inputs: str        # frames | tokens | embeddings
+    kind: str          # sequence | baseline
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -49,8 +47,9 @@ def register_model(name: str, *, config: type, inputs: str, kind: str) -> Callab
     return add
 
 
-def known_models(kinds: tuple[str, ...] = KINDS) -> list[str]:
-    return sorted(n for n, e in _REGISTRY.items() if e.kind in kinds)
+def known_models(*kinds: str) -> list[str]:
+    """Registered names, all of them or only those of the given kinds."""
+    return sorted(n for n, e in _REGISTRY.items() if not kinds or e.kind in kinds)
 
 
 def get_model(name: str) -> ModelEntry:

@@ -112,8 +112,8 @@ def test_au_classifier_k_sees_only_its_own_masked_feature():
 
 
 def test_registry_kinds():
-    assert get_model("chu_hybrid").kind == "au_detector" and get_model("gtle_net").inputs == "faces"
-    assert "chu_hybrid" not in known_models(("sequence", "baseline")) and "gtle_net" in known_models()
+    assert get_model("chu_hybrid").kind == "au_detector" and get_model("gtle_net").inputs == "images"
+    assert "chu_hybrid" not in known_models("sequence", "baseline") and "gtle_net" in known_models()
 
 
 def blob_faces(n, n_aus, size, seed=0):

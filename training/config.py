@@ -16,7 +16,7 @@ from typing import Any, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from data.tasks.targets import TASK_TARGETS, TASKS
-from models.registry import TRAIN_KINDS, get_model, known_models
+from models.registry import get_model, known_models
 from utils.config import ConfigError, load_config
 
 
@@ -71,10 +71,12 @@ class RunConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
 
 
+TRAINED_KINDS = ("sequence", "baseline")   # train.py's models; AU detectors belong to faces.py
+
 # train.py's schema: the run's own keys plus one section per registered model, named as the model,
 # typed by the dataclass the model registered with (models/registry.py)
 TrainConfig = make_dataclass("TrainConfig", [
-    (name, get_model(name).config, field(default_factory=get_model(name).config)) for name in known_models(TRAIN_KINDS)],
+    (name, get_model(name).config, field(default_factory=get_model(name).config)) for name in known_models(*TRAINED_KINDS)],
     bases=(RunConfig,))
 
 
@@ -110,8 +112,8 @@ def check(cfg: DictConfig) -> None:
     """Values the types cannot check."""
     if cfg.task not in TASKS:
         raise ConfigError(f"task={cfg.task}: unknown task; known tasks: {', '.join(TASKS)}")
-    if cfg.model not in known_models(TRAIN_KINDS):
-        raise ConfigError(f"model={cfg.model}: unknown model; known models: {', '.join(known_models(TRAIN_KINDS))}")
+    if cfg.model not in known_models(*TRAINED_KINDS):
+        raise ConfigError(f"model={cfg.model}: unknown model; known models: {', '.join(known_models(*TRAINED_KINDS))}")
     task = cfg[cfg.task]
     if task.protocol not in ("kfold", "split"):
         raise ConfigError(f"{cfg.task}.protocol={task.protocol}: must be kfold or split")
