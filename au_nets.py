@@ -37,7 +37,7 @@ from faces.face_features import face_feature_corpus
 from faces.synthetic import render_faces
 from faces.triplets import image_rows, make_triplets
 from models.chu import ChuConfig
-from models.gtle import GTLEConfig
+from models.gtle import ExpressionEncoder, GTLEConfig
 from models.registry import create_model
 from training.protocols import Split, kfold
 from utils.cli import run_script
@@ -145,8 +145,7 @@ def load_clips(cfg, out: Path, log) -> FaceClips:
 def pretrained_encoder(cfg, out: Path, device, log):
     """The GTLE encoder trained on rendered triplets (cached in encoder.pt)."""
     g, t = cfg.gtle, cfg.triplets
-    encoder = create_model("gtle_net", n_aus=len(cfg.clips.aus), encoder_widths=g.encoder_widths,
-                           embed_dim=g.embed_dim, classifier_widths=g.classifier_widths).encoder
+    encoder = ExpressionEncoder(widths=tuple(g.encoder_widths), embed_dim=g.embed_dim)
     path = out / "encoder.pt"
     if path.exists():
         saved = torch.load(path, weights_only=False)
