@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from data.fec import read_fec, write_fec
@@ -54,11 +53,11 @@ ABLATIONS = ("none", "frozen", "finetune")
 
 @dataclass
 class ClipsConfig:
-    subjects: int = 12
+    subjects: int = 10
     first_subject: int = 200_000   # rendered people apart from faces.py's pretraining/fine-tuning ones
     videos: int = 2                # per subject
-    frames: int = 40               # per video
-    size: int = 64                 # rendered side (Chu's small CNN crops 56; GTLE reads it whole)
+    frames: int = 30               # per video
+    size: int = 64                 # rendered side (Chu's small CNN crops 56 of it; GTLE resizes it to gtle.size)
     fps: float = 5.0
     threshold: float = 1.0         # present at intensity >= 1 (FACS A-level, Chu et al. on BP4D)
     max_yaw_deg: float = 40.0      # label 0 ("lost track") beyond this yaw
@@ -270,9 +269,8 @@ def main(argv: list[str]) -> None:
             encoder, _ = pretrained_encoder(cfg, out, device, log)
             encoder.eval()
             t0 = time.time()
-            embed = lambda x: encoder.embed(F.interpolate(x, size=(cfg.gtle.size,) * 2, mode="area")
-                                            if x.shape[-1] != cfg.gtle.size else x)
-            feats = face_feature_corpus(FrameCorpus.load(f.corpus), embed, size=cfg.clips.size,
+            # rendered at the encoder's input size (supersampled, so as sharp as a downscaled larger face)
+            feats = face_feature_corpus(FrameCorpus.load(f.corpus), encoder.embed, size=cfg.gtle.size,
                                         max_len=f.max_len, stride=f.stride, seed=cfg.seed, device=device, log=log)
             feats.save(f.out)
             log(f"face features: {feats.n_frames} frames of {feats.n_sequences} videos -> {f.out} in {time.time() - t0:.0f}s")

@@ -230,7 +230,7 @@ def _clip_loss(lstm, feats, y, clips, which, margin) -> torch.Tensor:
 class TripletTrainConfig:
     identities: int = 80           # rendered people for the triplets (stills: a pose and scene each)
     per_identity: int = 4
-    triplets: int = 3000
+    triplets: int = 2000
     noise: float = 0.25            # annotators' perception noise on the AU distances
     min_agreement: int = 4         # of 6 annotators
     epochs: int = 6

@@ -136,7 +136,7 @@ class GTLENet(nn.Module):
 
 @dataclass
 class GTLEConfig:
-    size: int = 64                  # input side (paper: 256); must be a multiple of 2^len(encoder_widths)
+    size: int = 32                  # input side (paper: 256); must be a multiple of 2^len(encoder_widths)
     encoder_widths: list[int] = field(default_factory=lambda: [8, 16, 32, 48])         # paper-scale preset: 32-64-128-256
     classifier_widths: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])   # paper: 16-32-64-128-256
     embed_dim: int = 16
