@@ -233,7 +233,7 @@ class TripletTrainConfig:
     triplets: int = 2000
     noise: float = 0.25            # annotators' perception noise on the AU distances
     min_agreement: int = 4         # of 6 annotators
-    epochs: int = 6
+    epochs: int = 5
     lr: float = 1e-3
     batch: int = 32
 
