@@ -132,3 +132,17 @@ def render_faces(*, n_subjects: int, per_subject: int, size: int = 64, seed: int
              for s in range(first_subject, first_subject + n_subjects)]
     return FaceBatch(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("images", "aus", "subject",
                                                                                "landmarks", "pose")))
+
+
+def expression_sample(*, seed: int, subjects: range, frames: int, fps: float = 30.0,
+                      variation: Variation = Variation()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Truth without pixels: AU tracks (N, 17), subject (N,) and still-photo yaw (N,) of the people
+    `subjects` (the same people and expression model as render_stills, whole videos of `frames`).
+    Cheap (no rendering): what the simulated annotator is calibrated on."""
+    aus, subj, yaw = [], [], []
+    for s in subjects:
+        who = person(seed, s, fps=fps, variation=variation)
+        aus.append(au_track(who, frames, rng(seed, 6, s), fps=fps))
+        yaw.append(pose_track(rng(seed, 10, s), frames, fps, yaw_deg=variation.yaw_deg, still=True)[:, 1])
+        subj.append(np.full(frames, s, np.int64))
+    return np.concatenate(aus), np.concatenate(subj), np.concatenate(yaw)

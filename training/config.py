@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data.tasks.targets import TASK_TARGETS, TASKS
 from models.registry import get_model, known_models
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError, above, at_least, between, check_ranges, load_config, one_of
 
 
 
@@ -72,6 +73,10 @@ class RunConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
 
 
+TASK_RANGES = {"folds": at_least(2), "val_fraction": between(0.01, 0.99), "restarts": at_least(1),
+               "max_len": at_least(1), "stride": at_least(1), "crop": one_of("last", "first")}
+LOOP_RANGES = {"lr": above(0), "batch_size": at_least(1), "max_epochs": at_least(1), "patience": at_least(1),
+               "parallel_restarts": at_least(0)}
 TRAINED_KINDS = ("sequence", "baseline")   # train.py's models; AU detectors belong to faces.py
 
 # train.py's schema: the run's own keys plus one section per registered model, named as the model,
@@ -81,14 +86,12 @@ TrainConfig = make_dataclass("TrainConfig", [
     bases=(RunConfig,))
 
 
-
-def threads_for(cfg: DictConfig, workers: int = 1) -> int:
+def threads_for(cfg: DictConfig, device: torch.device, workers: int = 1) -> int:
     """Torch threads per process. On the CPU one: these LSTMs are too small for intra-op threads to
     pay, and on a busy machine OpenMP threads that spin-wait made one run 3-20x slower (measured)."""
     if cfg.threads:
         return cfg.threads
-    from utils.device import pick_device
-    if pick_device(cfg.device).type == "cpu":
+    if device.type == "cpu":
         return 1
     return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
@@ -120,8 +123,10 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"{cfg.task}.protocol={task.protocol}: must be kfold or split")
     if task.select not in ("ccc", "pcc", "rmse", "mse"):
         raise ConfigError(f"{cfg.task}.select={task.select}: must be ccc, pcc, rmse or mse")
-    if task.restarts < 1 or task.folds < 2 or task.stride < 1:
-        raise ConfigError(f"{cfg.task}: restarts >= 1, folds >= 2 and stride >= 1 are required")
+    check_ranges(task, TASK_RANGES, prefix=f"{cfg.task}.")
+    check_ranges(cfg.train, LOOP_RANGES, prefix="train.")
+    check_ranges(cfg, {"workers": at_least(1), "threads": at_least(0)})
+    check_ranges(cfg[cfg.model], getattr(get_model(cfg.model).config, "RANGES", {}), prefix=f"{cfg.model}.")
 
 
 def run_config(cfg: DictConfig) -> DictConfig:
