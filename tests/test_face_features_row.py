@@ -33,7 +33,7 @@ def test_bilstm_face_reads_the_face_feature_corpus_whole(task_b, monkeypatch):
     corpus = FrameCorpus.load(paths["corpus"])
     assert context == {"input_dim": 17}
     assert dataset.lengths.tolist() == (corpus.offsets[1:] - corpus.offsets[:-1]).tolist()   # no crop, no stride
-    assert "face_features" in input_files(cfg) and "corpus" not in input_files(cfg)
+    assert "face_features" in input_files(cfg) and "tokens" not in input_files(cfg)
 
 
 def test_train_py_runs_the_row(task_b, tmp_path, monkeypatch):
