@@ -8,8 +8,9 @@ votes are dropped as ambiguous (FEC's raters disagree on near-neutral triplets t
 
 The three faces are of three different people (and, being stills, three poses and scenes), so
 the only thing that makes two of them alike is the expression. The triplet type is FEC's: the
-number of distinct expression classes among the three, a face's class being the family (smile,
-negative, speech, ...) of the generator's nearest prototype expression (data/synth/states.py).
+number of distinct expression classes among the three, a face's class being its expression family
+(neutral, smile, brow, negative, tension, speech, other) by the generator's FACS rule on its AU
+intensities (data.synth.states.family_of, with a resting level of 0).
 Margins per type are in losses/au_detection.FEC_MARGINS. Written in FEC's CSV layout (data/fec.py)
 with `images.npz#row` as the image URL, so the one reader serves FEC and the rendered set.
 """
@@ -18,14 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from data.fec import TRIPLET_TYPES, FECTriplets
-from data.synth.states import STATE_FAMILY, prototypes
+from data.synth.states import family_of
 
 
 def expression_class(aus: np.ndarray) -> np.ndarray:
-    """(N, 17) intensities -> (N,) family index of the nearest prototype expression."""
-    protos = prototypes()                                                        # (n_states, 17)
-    d = ((aus[:, None, :] - protos[None]) ** 2).sum(-1)
-    return STATE_FAMILY[d.argmin(1)]
+    """(N, 17) intensities -> (N,) index into data.synth.states.FAMILIES."""
+    rest = np.zeros(aus.shape[1])
+    return np.array([family_of(a, rest) for a in aus], dtype=np.int64)
 
 
 def odd_one_out(aus3: np.ndarray) -> np.ndarray:

@@ -142,3 +142,19 @@ def test_networks_fit_a_tiny_rendered_set(clips):
         opt.step()
     with torch.no_grad():   # batch statistics, as in tests/test_au_models.py
         assert float(((net(img)["logits"] > 0) == (labels > 0)).float().mean()) > 0.95
+
+
+@pytest.mark.gpu
+def test_chu_and_gtle_training_run_on_cuda(clips):
+    from faces.au_fit import ChuTrainConfig, GTLETrainConfig, fit_chu, fit_gtle
+    from models.registry import create_model
+    from training.protocols import Split
+    labels = presence_labels(clips.aus, CHU_AUS, threshold=0.5)
+    split = Split(train=np.array([0]), val=np.array([1]), test=np.array([1]))
+    chu = create_model("chu_hybrid", n_aus=12, variant="small", pca_dim=16, lstm_hidden=8)
+    out = fit_chu(chu, clips, labels, split, ChuTrainConfig(cnn_epochs=1, lstm_epochs=1, fusion_epochs=2, subseq_len=6,
+                                                            skip_first=1), torch.device("cuda"), log=lambda *_: None)
+    assert set(out) >= {"cnn", "lstm", "fusion"} and next(chu.parameters()).device.type == "cuda"
+    net = GTLENet(encoder_widths=(4, 8, 8), classifier_widths=(4, 4, 8, 8, 8), n_aus=12)
+    out = fit_gtle(net, clips, labels, split, GTLETrainConfig(epochs=1), torch.device("cuda"), size=32, log=lambda *_: None)
+    assert out["gtle"].shape == (12,)

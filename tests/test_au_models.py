@@ -167,3 +167,20 @@ def test_encoder_learns_to_order_triplets():
     first = float(loss())
     _fit(net.parameters(), loss, 30, lr=3e-3)
     assert float(loss()) < 0.2 * first
+
+
+@pytest.mark.gpu
+def test_networks_and_losses_on_cuda_match_the_cpu():
+    torch.manual_seed(0)
+    cnn, fusion = ChuCNN(variant="small").eval(), ScoreFusion(n_aus=12)
+    gtle = GTLENet(**SMALL_GTLE).eval()
+    x, x32 = torch.rand(4, 3, 56, 56), torch.rand(2, 3, 32, 32)
+    labels = torch.randint(-1, 2, (4, 12))
+    cpu = [multilabel_ce(cnn(x), labels), fusion(cnn(x), torch.tanh(cnn(x))), gtle(x32)["logits"]]
+    cnn, fusion, gtle = cnn.cuda(), fusion.cuda(), gtle.cuda()
+    xc, lc = x.cuda(), labels.cuda()
+    gpu = [multilabel_ce(cnn(xc), lc), fusion(cnn(xc), torch.tanh(cnn(xc))), gtle(x32.cuda())["logits"]]
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-3, atol=1e-3)
+    pca = PCA(dim=256, components=8).cuda().fit(torch.randn(50, 256, device="cuda"))
+    assert pca.components.device.type == "cuda"
