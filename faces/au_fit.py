@@ -256,7 +256,7 @@ def pretrain_encoder(encoder, images: np.ndarray, rows: np.ndarray, types: list[
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, count = total + float(loss) * len(b), count + len(b)
+            total, count = total + float(loss.detach()) * len(b), count + len(b)
         losses.append(total / count)
         log(f"    triplets epoch {epoch + 1}: loss {losses[-1]:.4f}")
     return losses
