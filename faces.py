@@ -113,10 +113,10 @@ def main(argv: list[str]) -> None:
     make = lambda n_out: entry.factory(n_outputs=n_out, **mcfg)
     variants = {"full": np.arange(len(crops_pre))}
     rng = np.random.default_rng([cfg.seed, 4])
-    for n in cfg.scaling.images:
-        variants[f"images_{n}"] = np.sort(rng.permutation(len(crops_pre))[:min(n, len(crops_pre))])
+    for n in (n for n in cfg.scaling.images if n < len(crops_pre)):    # the full set is the last point
+        variants[f"images_{n}"] = np.sort(rng.permutation(len(crops_pre))[:n])
     people = rng.permutation(np.unique(subj_pre))
-    for n in cfg.scaling.identities:
+    for n in (n for n in cfg.scaling.identities if n < len(people)):
         variants[f"identities_{n}"] = np.flatnonzero(np.isin(subj_pre, people[:n]))
     ft_rows = np.flatnonzero(ft["row"] % cfg.finetune_set.stride == 0)
     y_ft = ft["occurrence"]
