@@ -78,6 +78,6 @@ def face_feature_corpus(corpus: FrameCorpus, embed: Callable[[torch.Tensor], tor
     meta = dict(corpus.meta, au_names=[f"face{j}" for j in range(feats.shape[1])], source_corpus=corpus.fingerprint,
                 face_features={"size": size, "max_len": max_len, "stride": stride, "seed": seed},
                 fingerprint=FrameCorpus.compute_fingerprint(feats.numpy(), offsets_t.numpy()))
-    return FrameCorpus(frames=feats, timestamps=corpus.timestamps.cpu()[keep], gap_before=corpus.gap_before.cpu()[keep],
+    return FrameCorpus(frames=feats, timestamps=corpus.timestamps.cpu()[keep].double(), gap_before=corpus.gap_before.cpu()[keep].bool(),
                        offsets=offsets_t, sequence_video=corpus.sequence_video.cpu().clone(),
                        video_ids=list(corpus.video_ids), meta=meta)

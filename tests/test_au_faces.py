@@ -98,7 +98,7 @@ def test_face_features_keep_the_frames_the_sequence_dataset_reads():
 def test_face_feature_corpus_is_a_valid_corpus_of_embeddings(tmp_path):
     frames = np.random.default_rng(0).uniform(0, 3, (30, 17)).astype(np.float32)
     offsets = np.array([0, 12, 30])
-    corpus = FrameCorpus(frames=torch.from_numpy(frames), timestamps=torch.arange(30) / 5.0,
+    corpus = FrameCorpus(frames=torch.from_numpy(frames), timestamps=torch.arange(30, dtype=torch.float64) / 5.0,
                          gap_before=torch.zeros(30, dtype=torch.bool), offsets=torch.from_numpy(offsets),
                          sequence_video=torch.arange(2), video_ids=["v0", "v1"],
                          meta={"au_names": [f"AU{i}" for i in range(17)], "fps": 5.0,
@@ -116,20 +116,22 @@ def test_face_feature_corpus_is_a_valid_corpus_of_embeddings(tmp_path):
 
 def test_networks_fit_a_tiny_rendered_set(clips):
     torch.manual_seed(0)
-    labels = torch.from_numpy(presence_labels(clips.aus, CHU_AUS, threshold=0.5)).long()
+    labels = torch.from_numpy(presence_labels(clips.aus, CHU_AUS, threshold=1.0)).long()
     rows = np.arange(len(labels))
     x = to_images(clips.frames, rows, "cpu", size=64, crop=56)
     cnn = ChuCNN(variant="small", n_aus=len(CHU_AUS), dropout=0.0)
     opt = torch.optim.Adam(cnn.parameters(), lr=1e-3)
     first = float(multilabel_ce(cnn(x), labels))
-    for _ in range(25):
+    for _ in range(40):
         loss = multilabel_ce(cnn(x), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    # neighbouring frames look alike but may sit either side of the threshold: nearly all, not all
-    assert float(multilabel_ce(cnn(x), labels)) < 0.2 * first
-    assert float(((cnn(x) > 0) == (labels > 0)).float().mean()) > 0.95
+    # neighbouring frames look alike but may sit either side of the threshold: nearly all, not all,
+    # and well above the "every AU absent" answer
+    assert float(multilabel_ce(cnn(x), labels)) < 0.5 * first
+    accuracy, all_absent = float(((cnn(x) > 0) == (labels > 0)).float().mean()), float((labels < 0).float().mean())
+    assert accuracy > 0.95 and accuracy > all_absent + 0.5 * (1 - all_absent)   # all absent: ~0.9 here
 
     img = to_images(clips.frames, rows, "cpu", size=32)
     net = GTLENet(encoder_widths=(4, 8, 8), classifier_widths=(4, 4, 8, 8, 8), n_aus=len(CHU_AUS))
