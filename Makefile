@@ -10,7 +10,7 @@ OUT    ?= runs/demo
 PRESET ?= demo
 preset  = $(if $(wildcard configs/$(PRESET)/$(1).yaml),config=configs/$(PRESET)/$(1).yaml)
 
-.PHONY: demo paper test bench clean-demo
+.PHONY: demo paper test bench clean-demo faces au-nets
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,17 @@ demo: $(VENV)/.installed
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_a vocab=$(OUT)/vocab out=$(OUT)/tokens/task_a
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_b vocab=$(OUT)/vocab out=$(OUT)/tokens/task_b
 	$(PY) embed.py        $(call preset,embed) tokens=$(OUT)/vocab out=$(OUT)/embed
+	$(PY) au_nets.py      $(call preset,au_nets) methods=[face_features] root=$(OUT)
 	$(PY) train.py        sweep=$(firstword $(wildcard configs/$(PRESET)/sweep.yaml) configs/sweep.yaml) root=$(OUT)
 	@echo; echo "TensorBoard: $(PY) -m tensorboard.main --logdir $(OUT)"
 
 paper:
 	$(MAKE) demo PRESET=paper OUT=runs/paper
+
+# Chu et al.'s CNN + LSTM + fusion and GTLE-Net (with its pretraining ablations) on rendered faces:
+# F1 tables in $(OUT)/au_nets/results.md (PRESET=paper: the papers' networks and sizes, on a GPU)
+au-nets: $(VENV)/.installed
+	$(PY) au_nets.py      $(call preset,au_nets) root=$(OUT)
 
 # the CPU benchmarks of BENCHMARKS.md (the demo sweep's timing needs `make demo` first)
 bench: $(VENV)/.installed
@@ -47,3 +53,8 @@ bench: $(VENV)/.installed
 
 clean-demo:
 	rm -rf $(OUT)
+
+# the face stage (Fung & McDuff) on rendered faces: renderer, noisy pretraining, fine-tuning, F1 tables
+# (under 15 minutes on 2 CPU cores; `make faces PRESET=paper` for the paper's sizes on a GPU)
+faces: $(VENV)/.installed
+	$(PY) faces.py $(call preset,faces) out=$(OUT)/faces

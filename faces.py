@@ -19,7 +19,6 @@ interrupted training continues from its last epoch. Everything runs on CUDA tens
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from faces.annotator import AnnotatorConfig, calibrate, f1_scores, targets_for, POSITIVE_AT
+from faces.annotator import POSITIVE_AT, Annotator, AnnotatorConfig, calibrate, f1_scores, targets_for
 from faces.config import RESUMABLE_KEYS, FacesConfig, check
 from faces.datasets import FINETUNE_SUBJECT0, build_finetune_set, build_pretrain_set, crops_from_layout
 from faces.experiment import finetune_cv, fold_models, pretrain, _tensor_images
@@ -98,11 +97,8 @@ def main(argv: list[str]) -> None:
     tb.add_image("data/rendered_stills", np.concatenate(list(grid), axis=1), 0, dataformats="HWC")
 
     # 3. noisy labels from the simulated annotator, calibrated on the pretraining people's expressions
-    ann_cfg = AnnotatorConfig(**{**OmegaConf.to_container(cfg.annotator)})
-    variation = Variation(**OmegaConf.to_container(cfg.render.variation))
-    sample = expression_sample(seed=cfg.seed, subjects=range(cfg.pretrain_set.identities),
-                               frames=int(60 * cfg.render.fps), fps=cfg.render.fps, variation=variation)
-    annotator = calibrate(*sample, cfg=ann_cfg, seed=cfg.seed)
+    ann_cfg = AnnotatorConfig(**OmegaConf.to_container(cfg.annotator))
+    annotator = _annotator(out / "annotator.json", cfg, ann_cfg)
     labels, success = annotator.annotate(pre["aus"], pre["subject"], pre["yaw"], np.random.default_rng([cfg.seed, 3]))
     ok = success
     achieved = f1_scores(labels[ok], (pre["aus"][ok] >= POSITIVE_AT).astype(float))
@@ -118,12 +114,12 @@ def main(argv: list[str]) -> None:
     make = lambda n_out: entry.factory(n_outputs=n_out, **mcfg)
     variants = {"full": np.arange(len(crops_pre))}
     rng = np.random.default_rng([cfg.seed, 4])
-    for n in cfg.scaling.images:
-        variants[f"images_{n}"] = np.sort(rng.permutation(len(crops_pre))[:min(n, len(crops_pre))])
+    for n in (n for n in cfg.scaling.images if n < len(crops_pre)):    # the full set is the last point
+        variants[f"images_{n}"] = np.sort(rng.permutation(len(crops_pre))[:n])
     people = rng.permutation(np.unique(subj_pre))
-    for n in cfg.scaling.identities:
+    for n in (n for n in cfg.scaling.identities if n < len(people)):
         variants[f"identities_{n}"] = np.flatnonzero(np.isin(subj_pre, people[:n]))
-    ft_rows = np.flatnonzero(_row_in_video(ft) % cfg.finetune_set.stride == 0)
+    ft_rows = np.flatnonzero(ft["row"] % cfg.finetune_set.stride == 0)
     y_ft = ft["occurrence"]
     results, t0 = {}, time.perf_counter()
     for name in ["scratch", *variants]:
@@ -185,15 +181,22 @@ def main(argv: list[str]) -> None:
     print("\n".join(md))
 
 
+def _annotator(saved: Path, cfg, ann_cfg: AnnotatorConfig) -> Annotator:
+    """Calibrated on whole simulated videos of the pretraining people (no pixels needed); a rerun
+    reuses the saved calibration."""
+    if saved.exists():
+        done = load_json(saved)
+        return Annotator(cfg=ann_cfg, sigma=np.array([done["sigma"][a] for a in AU_INTENSITY]),
+                         unreachable=done["unreachable"])
+    variation = Variation(**OmegaConf.to_container(cfg.render.variation))
+    sample = expression_sample(seed=cfg.seed, subjects=range(cfg.pretrain_set.identities),
+                               frames=int(60 * cfg.render.fps), fps=cfg.render.fps, variation=variation)
+    return calibrate(*sample, cfg=ann_cfg, seed=cfg.seed)
+
+
 def _log(tb, prefix: str, row: dict) -> None:
     for key in ("train_loss", "val_loss", "images_per_s"):
         tb.add_scalar(f"{prefix}/{key}", row[key], row["epoch"])
-
-
-def _row_in_video(ft: dict) -> np.ndarray:
-    """(K,) 0-based position of each crop's frame within its video (label files count from 1)."""
-    first = {v: ft["frame"][ft["video"] == v].min() for v in np.unique(ft["video"])}
-    return ft["frame"] - np.array([first[v] for v in ft["video"]])
 
 
 def _truth_of(ft: dict, root: Path) -> np.ndarray:
@@ -202,8 +205,7 @@ def _truth_of(ft: dict, root: Path) -> np.ndarray:
     out = np.zeros((len(ft["crops"]), len(AU_INTENSITY)))
     for j, vid in enumerate(ft["video_ids"]):
         raw = read_raw(root / "openface_truth" / f"{vid}.csv")
-        rows = ft["frame"][ft["video"] == j] - 1
-        out[ft["video"] == j] = raw.aus[rows]          # AU_INTENSITY order (the reader's default AUs)
+        out[ft["video"] == j] = raw.aus[ft["row"][ft["video"] == j]]          # AU_INTENSITY order (the reader's default AUs)
     return out
 
 
@@ -217,7 +219,7 @@ def _write_csvs(dest: Path, ft: dict, cfg, make, out: Path, device, au12) -> Non
     pre.load_state_dict(load_torch(out / "pretrain" / "full" / "best.pt", "pretrained model"))
     pre = pre.to(device)
     from faces.experiment import subject_folds
-    rows = np.flatnonzero(_row_in_video(ft) % cfg.finetune_set.stride == 0)
+    rows = np.flatnonzero(ft["row"] % cfg.finetune_set.stride == 0)
     fold_of_subject = dict(zip(ft["subject"][rows].tolist(), subject_folds(ft["subject"][rows], cfg.folds, cfg.seed).tolist()))
     counts = load_json(out / "data" / "finetune_crops.json", "crops report")["videos"]
     for j, vid in enumerate(ft["video_ids"]):
@@ -229,18 +231,10 @@ def _write_csvs(dest: Path, ft: dict, cfg, make, out: Path, device, au12) -> Non
         for k, au in enumerate(au12):
             p17[:, AU_INTENSITY.index(au)] = p12[:, k]
         probs, ok = np.zeros((n, len(AU_INTENSITY))), np.zeros(n, bool)
-        pos = _row_in_video(ft)[sel]
+        pos = ft["row"][sel]
         probs[pos], ok[pos] = p17, True
         write_au_csv(dest / f"{vid}.csv", 5.0 * probs, (probs >= 0.5).astype(float), ok, fps=cfg.render.fps)
 
 
-def _main(argv: list[str]) -> None:
-    try:
-        main(argv)
-    except KeyboardInterrupt:
-        print("\nfaces.py: interrupted; run the same command again to resume where it stopped", file=sys.stderr)
-        sys.exit(130)
-
-
 if __name__ == "__main__":
-    run_script(_main, "faces.py")
+    run_script(main, "faces.py")

@@ -3,17 +3,18 @@
 OpenFace 2.0 labelled their MS-Celeb images; here a model of its errors labels the rendered faces
 from their truth. For AU a of a frame with true intensities x (17,):
 
-    score_a = x_a + leak * sum_b C_ab x_b              co-occurring AUs bleed into each other
-              + bias[subject, a]                        person-specific offsets (face shape, lines)
+    score_a = x_a + k_a (leak * sum_b C_ab x_b         co-occurring AUs bleed into each other
+                         + bias[subject, a])            person-specific offsets (face shape, lines)
               + sigma_a (1 + growth x_a)(1 + |yaw|/30deg) eps        noise, larger at high intensity and pose
+              with k_a = min(1, sigma_a / 0.3)
     label_a = score_a >= POSITIVE_AT                    thresholded presence
     failed  = |yaw| beyond ~35 deg, increasingly          (no labels: OpenFace lost the face)
 
 `sigma_a` is calibrated per AU (a grid search on a sample of simulated truth) so the labels' F1
 against the truth (positive = DISFA intensity >= 2, i.e. truth >= 1.5 before rounding) is OpenFace
 2.0's F1 on DISFA in Fung & McDuff's Table III; the nine AUs that table omits get DEFAULT_F1, an
-assumption. An AU whose target cannot be reached even without noise keeps sigma = 0 and is listed
-in `unreachable`.
+assumption. An AU the sample gives no way to calibrate (no positives: F1 is 0 at every sigma) is
+listed in `unreachable` and gets the sigma nearest its target anyway.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ class Annotator:
     unreachable: list = field(default_factory=list)
 
     def parts(self, truth, subject, yaw, rng):
-        """Score = base + sigma * spread (each (N, 17)), and the (N,) failure mask."""
+        """truth, structured errors (leakage + person offsets), spread (each (N, 17)), failure mask (N,)."""
         c = self.cfg
         truth = np.asarray(truth, dtype=np.float64)
         subjects, inverse = np.unique(subject, return_inverse=True)
@@ -83,12 +84,12 @@ class Annotator:
         pose = 1.0 + np.abs(np.degrees(yaw))[:, None] / 30.0
         spread = (1 + c.growth * truth) * pose * rng.standard_normal(truth.shape)
         p_fail = 1.0 / (1.0 + np.exp(-(np.abs(np.degrees(yaw)) - c.fail_yaw_deg) / c.fail_width_deg))
-        return truth + c.leak * truth @ _co_matrix() + bias, spread, rng.random(len(truth)) < p_fail
+        return truth, c.leak * truth @ _co_matrix() + bias, spread, rng.random(len(truth)) < p_fail
 
     def scores(self, truth, subject, yaw, rng):
         """(N, 17) noisy scores and (N,) failure mask."""
-        base, spread, failed = self.parts(truth, subject, yaw, rng)
-        return base + self.sigma * spread, failed
+        truth, structured, spread, failed = self.parts(truth, subject, yaw, rng)
+        return combine(truth, structured, spread, self.sigma), failed
 
     def annotate(self, truth, subject, yaw, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Presence labels (N, 17) float32 0/1 and success (N,) bool for truth (N, 17), yaw (N,) rad."""
@@ -96,19 +97,38 @@ class Annotator:
         return (s >= POSITIVE_AT).astype(np.float32), ~failed
 
 
+FULL_STRUCTURE_AT = 0.3   # noise level from which leakage and person offsets act in full
+
+
+def combine(truth, structured, spread, sigma):
+    """One knob per AU: sigma scales the noise, and (up to FULL_STRUCTURE_AT) the structured errors,
+    so sigma = 0 is a perfect annotator and every F1 target below 100 can be reached."""
+    return truth + np.minimum(1.0, sigma / FULL_STRUCTURE_AT) * structured + sigma * spread
+
+
 def calibrate(truth: np.ndarray, subject: np.ndarray, yaw: np.ndarray, *, cfg: AnnotatorConfig = AnnotatorConfig(),
-              seed: int = 0, grid: int = 96) -> Annotator:
-    """Per-AU sigma whose labels land nearest the F1 target on this sample (common random numbers)."""
+              seed: int = 0, grid: int = 160) -> Annotator:
+    """Per-AU sigma whose labels' F1 on this sample is the target (common random numbers)."""
     target = targets_for(cfg)
     pos = (np.asarray(truth) >= POSITIVE_AT).astype(np.float64)
-    sigmas = np.concatenate([[0.0], np.geomspace(0.02, 20.0, grid - 1)])
+    sigmas = np.concatenate([[0.0], np.geomspace(0.002, 20.0, grid - 1)])
     f1 = np.empty((grid, truth.shape[1]))
-    base, spread, failed = Annotator(cfg=cfg, sigma=np.zeros(truth.shape[1])).parts(
+    truth, structured, spread, failed = Annotator(cfg=cfg, sigma=np.zeros(truth.shape[1])).parts(
         truth, subject, yaw, np.random.default_rng(seed))
     ok = ~failed
-    base, spread, pos = base[ok], spread[ok], pos[ok]
+    truth, structured, spread, pos = truth[ok], structured[ok], spread[ok], pos[ok]
     for g, sg in enumerate(sigmas):
-        f1[g] = f1_scores((base + sg * spread >= POSITIVE_AT).astype(np.float64), pos)
-    best = np.abs(f1 - target).argmin(axis=0)
-    unreachable = [a for a, j, t in zip(AU_INTENSITY, range(len(target)), target) if f1[0, j] < t - 1.0]
-    return Annotator(cfg=cfg, sigma=sigmas[best], unreachable=unreachable)
+        f1[g] = f1_scores((combine(truth, structured, spread, sg) >= POSITIVE_AT).astype(np.float64), pos)
+    # F1 falls with sigma: bracket each target on the grid, then bisect (all AUs at once)
+    above = (f1 >= target).sum(axis=0)                      # grid points with F1 still above the target
+    lo = sigmas[np.clip(above - 1, 0, grid - 1)]
+    hi = sigmas[np.clip(above, 0, grid - 1)]
+    for _ in range(16):
+        mid = (lo + hi) / 2
+        f = f1_scores((combine(truth, structured, spread, mid) >= POSITIVE_AT).astype(np.float64), pos)
+        lo, hi = np.where(f >= target, mid, lo), np.where(f >= target, hi, mid)
+    sigma = (lo + hi) / 2
+    got = f1_scores((combine(truth, structured, spread, sigma) >= POSITIVE_AT).astype(np.float64), pos)
+    # without positives in the sample an AU's F1 is 0 at every sigma: nothing to calibrate it on
+    unreachable = [a for j, a in enumerate(AU_INTENSITY) if abs(got[j] - target[j]) > 1.0]
+    return Annotator(cfg=cfg, sigma=sigma, unreachable=unreachable)

@@ -173,13 +173,14 @@ def crops_from_layout(root: Path, *, crop: CropConfig, stride: int = 1, workers:
     """Face crops and labels of every labelled frame of a DISFA/BP4D-layout folder (every stride-th).
 
     Returns crops (K, S, S) uint8, occurrence (K, A) float32 (NaN unlabelled), intensity (K, A),
-    video (K,) index into video_ids, subject (K,) index into subjects, frame (K,), au_names, report."""
+    video (K,) index into video_ids, subject (K,) index into subjects, frame (K,) as the label file
+    numbers it, row (K,) position in the label file (= decoded frame index), au_names, report."""
     videos = read_labels(root)
     if not videos:
         raise FileNotFoundError(f"{root}: the layout holds no labelled videos")
     parts = list(_map(_crop_video, [(v, crop, stride) for v in videos], workers, progress))
     subjects = sorted({v.subject for v in videos})
-    out = {k: [] for k in ("crops", "occurrence", "intensity", "video", "subject", "frame")}
+    out = {k: [] for k in ("crops", "occurrence", "intensity", "video", "subject", "frame", "row")}
     reports = {}
     for j, (v, p) in enumerate(zip(videos, parts)):
         rows = p["rows"]
@@ -189,6 +190,7 @@ def crops_from_layout(root: Path, *, crop: CropConfig, stride: int = 1, workers:
         out["video"].append(np.full(len(rows), j))
         out["subject"].append(np.full(len(rows), subjects.index(v.subject)))
         out["frame"].append(v.frames[rows])
+        out["row"].append(rows)
         reports[v.video_id] = {**p["report"], "source": str(v.source) if v.source else None}
     arrays = {k: np.concatenate(vs) for k, vs in out.items()}
     totals = Counter()

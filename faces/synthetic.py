@@ -1,10 +1,12 @@
 """Rendered people with per-frame AU truth: the embedded default of the face stage.
 
-The AU sequences are the synthetic generator's own (data.synth.behaviour): a subject drawn with
-`draw_traits` + `make_subject`, its expressions from `simulate_video`'s semi-Markov model with the
-tracker's dropouts switched off (a rendered face has no tracking failures), so a rendered video and
-an OpenFace CSV of the same synthetic subject show the same behaviour. The intensities that drive
-the face are the truth; `faces.annotator` makes OpenFace-like noisy labels from them.
+The AU sequences are the synthetic generator's own (data.synth.generate): person s is the
+generator's `subject(cfg, table, dynamics, s)` of `kind=pretrain` with the same seed, and video v
+of that person is its `video_signals(...)` with the tracker's dropouts switched off (a rendered face
+has no tracking failures). So a rendered video and the OpenFace CSV that
+`python synth.py kind=pretrain seed=S behaviour.low_conf_bursts_per_min=0 behaviour.failed_bursts_per_min=0`
+writes for the same subject and video hold the same AU intensities. The intensities that drive the
+face are the truth; `faces.annotator` makes OpenFace-like noisy labels from them.
 
 Getting a batch of rendered faces with per-frame AU truth (the API other stages build on):
 
@@ -23,11 +25,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.synth.behaviour import Subject, draw_traits, make_subject, simulate_video
+from functools import lru_cache
+
+from data.synth.behaviour import Subject
+from data.synth.generate import build_behaviour, load_synth_config, subject as synth_subject, video_signals
 from faces.identity import Identity, Scene, draw_identity, draw_scene, gaze_track, pose_track
 from faces.render import FaceRenderer
 
-STREAM = 1400    # keeps these streams apart from the OpenFace generator's rng_for(seed, kind, ...)
+STREAM = 1400    # keeps the renderer's own streams apart from the OpenFace generator's rng_for(seed, kind, ...)
+STILLS_VIDEO = 9999   # the generator's video number whose frames the stills of a person sample
 
 
 def rng(seed: int, purpose: int, *key: int) -> np.random.Generator:
@@ -38,6 +44,9 @@ def rng(seed: int, purpose: int, *key: int) -> np.random.Generator:
 class Person:
     behaviour: Subject        # the generator's subject: traits, state preferences, tempo, gains
     identity: Identity        # how the person looks
+    number: int               # subject index in the generator (kind=pretrain)
+    seed: int
+    fps: float
 
 
 @dataclass
@@ -50,15 +59,25 @@ class Variation:
     hand_p: float = 0.15
 
 
+@lru_cache(maxsize=8)
+def behaviour_model(seed: int, fps: float):
+    """The generator's config, state table and dynamics (its calibration file), tracker dropouts off."""
+    cfg = load_synth_config({"kind": "pretrain", "seed": seed, "behaviour.fps": fps,
+                             "behaviour.low_conf_bursts_per_min": 0.0, "behaviour.failed_bursts_per_min": 0.0})
+    table, dynamics = build_behaviour(cfg)
+    return cfg, table, dynamics
+
+
 def person(seed: int, subject: int, *, fps: float, variation: Variation = Variation()) -> Person:
-    r = rng(seed, 1, subject)
-    behaviour = make_subject(draw_traits(r), r, fps=fps)
-    return Person(behaviour=behaviour, identity=draw_identity(rng(seed, 2, subject), glasses_p=variation.glasses_p))
+    cfg, table, dynamics = behaviour_model(seed, float(fps))
+    return Person(behaviour=synth_subject(cfg, table, dynamics, subject), number=subject, seed=seed, fps=float(fps),
+                  identity=draw_identity(rng(seed, 2, subject), glasses_p=variation.glasses_p))
 
 
-def au_track(who: Person, n: int, r: np.random.Generator, *, fps: float) -> np.ndarray:
-    """(n, 17) AU intensities of one video of this person from the generator's expression model."""
-    sig = simulate_video(who.behaviour, n, r, fps=fps, low_conf_per_min=0.0, fail_per_min=0.0)
+def au_track(who: Person, n: int, video: int) -> np.ndarray:
+    """(n, 17) AU intensities of video `video` of this person: the generator's signals for it."""
+    cfg, table, dynamics = behaviour_model(who.seed, who.fps)
+    sig = video_signals(cfg, table, dynamics, who.number, video, n, sub=who.behaviour)
     return np.asarray(sig.aus, dtype=np.float64)
 
 
@@ -75,7 +94,7 @@ def render_video(*, seed: int, subject: int, video: int, n_frames: int, renderer
                  fps: float = 30.0, variation: Variation = Variation(), frames: slice | None = None) -> RenderedVideo:
     """One video of one person; `frames` renders only a slice (same pixels as the full video)."""
     who = person(seed, subject, fps=fps, variation=variation)
-    aus = au_track(who, n_frames, rng(seed, 3, subject, video), fps=fps)
+    aus = au_track(who, n_frames, video)
     r = rng(seed, 4, subject, video)
     scene = draw_scene(r, hand_p=variation.hand_p)
     pose = pose_track(r, n_frames, fps, yaw_deg=variation.yaw_deg, pitch_deg=variation.pitch_deg,
@@ -107,7 +126,7 @@ def render_stills(*, seed: int, subject: int, count: int, renderer: FaceRenderer
     pose, light and background per photo, JPEG-compressed (the web images of noisy pretraining)."""
     who = person(seed, subject, fps=fps, variation=variation)
     n = max(int(video_seconds * fps), count)
-    aus_all = au_track(who, n, rng(seed, 6, subject), fps=fps)
+    aus_all = au_track(who, n, STILLS_VIDEO)
     r = rng(seed, 7, subject)
     pick = np.sort(r.choice(n, size=count, replace=False))
     pose = pose_track(r, count, fps, yaw_deg=variation.yaw_deg, pitch_deg=variation.pitch_deg,
@@ -142,7 +161,7 @@ def expression_sample(*, seed: int, subjects: range, frames: int, fps: float = 3
     aus, subj, yaw = [], [], []
     for s in subjects:
         who = person(seed, s, fps=fps, variation=variation)
-        aus.append(au_track(who, frames, rng(seed, 6, s), fps=fps))
+        aus.append(au_track(who, frames, STILLS_VIDEO))
         yaw.append(pose_track(rng(seed, 10, s), frames, fps, yaw_deg=variation.yaw_deg, still=True)[:, 1])
         subj.append(np.full(frames, s, np.int64))
     return np.concatenate(aus), np.concatenate(subj), np.concatenate(yaw)

@@ -54,6 +54,10 @@ class AUCNN(nn.Module):
                                    nn.Dropout(fc_dropout))
         self.head = nn.Linear(fc, n_outputs)
         self.image_size, self.in_channels = image_size, in_channels
+        for m in self.modules():   # He init: ten ReLU convolutions without batch norm barely train from
+            if isinstance(m, (nn.Conv2d, nn.Linear)):   # torch's default init (loss stuck at the base rate)
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:   # (B, C, S, S) -> (B, n_outputs) logits
         return self.head(self.trunk(self.features(x)))

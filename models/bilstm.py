@@ -245,3 +245,19 @@ def bilstm_glove(*, vectors: torch.Tensor, freeze: bool = False, hidden: int = 3
     """`vectors` (V, d): the pretrained token vectors (W + W~), read by the runner for the config's `d`."""
     return BiLSTMRegressor(embedding_init=vectors, freeze_embedding=freeze,
                            **_common(hidden, head, input_dropout, head_dropout, pack, n_outputs, replicas, seeds))
+
+
+@dataclass
+class BiLSTMFaceConfig(BiLSTMConfig):
+    # the face-feature corpus already holds exactly the time steps to read (faces/face_features.py
+    # crops and strides as the task's max_len / stride would), so the dataset reads it whole
+    full_sequence: bool = True
+
+
+@register_model("bilstm_face", config=BiLSTMFaceConfig, inputs="face_features", kind="sequence")
+def bilstm_face(*, input_dim: int = 16, hidden: int = 32, head: int = 64, input_dropout: float = 0.4,
+                head_dropout: float = 0.2, pack: bool = False, n_outputs: int = 1, replicas: int = 1,
+                seeds: list[int] | None = None, **_context) -> BiLSTMRegressor:
+    """The "LSTM + face features" row: the BiLSTM on per-frame embeddings of rendered faces."""
+    return BiLSTMRegressor(input_dim=input_dim,
+                           **_common(hidden, head, input_dropout, head_dropout, pack, n_outputs, replicas, seeds))

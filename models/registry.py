@@ -7,7 +7,8 @@ A model owns its config: `config` is the dataclass of its options, which becomes
 of the same name (training/config.py builds the schema from the registry), so adding a model touches
 one file. `inputs` tells the runner what to load: `frames` (a frame corpus), `tokens` (a tokens file)
 or `embeddings` (tokens plus pretrained vectors, read for the `d` in the model's config), or `images`
-(face crops, faces.py). `kind` tells it how to train: `sequence` (gradient training of replicas),
+(face crops, faces.py), or `face_features` (per-frame embeddings of face videos by a trained face
+network, stored as a frame corpus: the "LSTM + face features" row). `kind` tells it how to train: `sequence` (gradient training of replicas),
 `baseline` (fit on features) or `au_detector` (face images -> AU presence, trained by faces.py).
 
 This module imports no model: `models/__init__.py` imports the model modules, whose decorators fill
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, is_dataclass
 from typing import Any, Callable
 
-INPUTS = ("frames", "tokens", "embeddings", "images")
+INPUTS = ("frames", "tokens", "embeddings", "images", "face_features")
 KINDS = ("sequence", "baseline", "au_detector")
 
 

@@ -27,6 +27,7 @@ class TaskConfig:
     corpus: str = ""         # frame corpus dir (data.openface.ingest): bilstm_au and the baselines
     tokens: str = ""         # dir holding tokens.pt (cluster.py with the pretraining vocabulary)
     embeddings: str = ""     # dir holding embeddings_d{d}.pt (embed.py): bilstm_glove
+    face_features: str = ""  # frame corpus of per-frame face embeddings (au_nets.py): bilstm_face
     labels: str = ""         # labels.csv
     targets: List[str] = field(default_factory=list)  # empty: every target column of labels.csv
     protocol: str = "kfold"  # kfold | split

@@ -53,8 +53,10 @@ def load_dataset(cfg: DictConfig, model: ModelEntry, labels: LabelTable, targets
     params = cfg[cfg.model]
     full = bool(params.get("full_sequence", False))
     options = dict(max_len=None if full else task.max_len, stride=1 if full else task.stride, crop=task.crop)
-    if model.inputs == "frames":
-        corpus = FrameCorpus.load(_need(task, cfg.task, "corpus", "frame corpus dir (python ingest.py)"))
+    if model.inputs in ("frames", "face_features"):
+        key, what = (("corpus", "frame corpus dir (python ingest.py)") if model.inputs == "frames" else
+                     ("face_features", "face-feature corpus dir (python au_nets.py methods=[face_features])"))
+        corpus = FrameCorpus.load(_need(task, cfg.task, key, what))
         return SequenceDataset.from_corpus(corpus, labels, targets, **options), {"input_dim": corpus.frames.shape[1]}
     path = in_dir(_need(task, cfg.task, "tokens", "tokens dir (python cluster.py)"), names.TOKENS)
     if not path.exists():
@@ -80,7 +82,11 @@ def input_files(cfg: DictConfig) -> dict[str, Path]:
         files["corpus"] = corpus / names.CORPUS_META                 # holds the corpus fingerprint
         files |= {f"corpus {name}": corpus / f"{name}.npy" for name in names.CORPUS_ARRAYS}
         files["corpus videos"] = corpus / names.VIDEOS
-    if model.inputs != "frames":
+    if model.inputs == "face_features":
+        feats = Path(_need(task, cfg.task, "face_features", "face-feature corpus dir (python au_nets.py)"))
+        files["face_features"] = feats / names.CORPUS_META
+        files |= {f"face_features {name}": feats / f"{name}.npy" for name in names.CORPUS_ARRAYS}
+    elif model.inputs != "frames":
         files["tokens"] = in_dir(task.tokens, names.TOKENS)
     if model.inputs == "embeddings":
         files["embeddings"] = in_dir(task.embeddings, names.embeddings_file(cfg[cfg.model].d))
