@@ -28,6 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 from data.openface.corpus import FrameCorpus
 from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, nearest, tokenize,
                          write_vocab_tsv)
+from vocab.assign import backend_report
 from vocab.elbow import fit_or_load, knee, write_elbow_csv
 from vocab.plots import plot_centroids, plot_elbow
 from utils.cli import run_script
@@ -86,8 +87,10 @@ def main(argv: list[str]) -> dict:
         if not 1 <= k <= n_frames:
             raise ConfigError(f"k={k}: must be between 1 and the corpus's {n_frames} frames")
     out = open_run_dir(cfg.out, cfg, ignore=MAY_CHANGE) if ctx.is_main else Path(cfg.out)
+    backend = backend_report(cfg.backend, device)                # what runs, and why auto fell back
     log(f"corpus {cfg.corpus}: {n_frames} frames, {len(offsets) - 1} sequences; device {device}, "
-        f"{ctx.world_size} rank(s)")
+        f"{ctx.world_size} rank(s); assignment backend {backend['ran']}" +
+        (f" (backend=auto fell back: {backend['fallback']})" if backend["fallback"] else ""))
 
     # --- downstream corpus: an existing vocabulary, no clustering
     if cfg.vocab:
@@ -98,7 +101,7 @@ def main(argv: list[str]) -> dict:
         close_distributed(ctx)                                                        # rank 0 writes alone
         unk = n_unk / n_frames if n_frames else 0.0
         summary = {"vocab": cfg.vocab, "vocab_fingerprint": vocab.fingerprint, "k": vocab.k,
-                   "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk}
+                   "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk, "backend": backend}
         if ctx.is_main:
             save_json(summary, out / "summary.json")
             tokens.save(out)
@@ -120,8 +123,10 @@ def main(argv: list[str]) -> dict:
                 writer.add_scalar(f"elbow/{name}", r[key], k)
             writer.flush()
         log(f"k={k}: mean distance {r['mean_dist']:.4f}, inertia {r['inertia']:.6g}, {r['n_iter']} iterations "
-            f"({r['stop']}), {r['seconds']:.1f} s" + (" [finished earlier]" if r["loaded"] else ""))
-    summary = {"corpus_fingerprint": corpus.fingerprint}
+            f"({r['stop']}), {r['seconds']:.1f} s, backend {r.get('backend', '?')}" +
+            (" [finished earlier]" if r["loaded"] else ""))
+    summary = {"corpus_fingerprint": corpus.fingerprint, "backend": backend,
+               "fitted_with": {str(k): fitted[k].get("backend", "") for k in ks}}  # each k's, cached ones too
     if cfg.sweep:
         swept = [fitted[k] for k in cfg.sweep]
         suggested = knee([r["k"] for r in swept], [r["mean_dist"] for r in swept])

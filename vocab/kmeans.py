@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from utils.distributed import Dist, all_gather_rows, all_reduce_sum, broadcast
-from vocab.assign import UPDATE_ROWS, assign, cpu_threads, exact_sq_dist, over_blocks
+from vocab.assign import UPDATE_ROWS, assign, cpu_threads, exact_sq_dist, over_blocks, resolve_backend
 
 
 @dataclass
@@ -52,6 +52,7 @@ class KMeansResult:
     restart_inertias: list[float]
     history: list[dict] = field(default_factory=list)  # per iteration: inertia, reassigned fraction
     seconds: float = 0.0
+    backend: str = ""         # the assignment backend that ran (keops | torch)
 
 
 # ------------------------------------------------------------------------------------ update
@@ -287,8 +288,9 @@ class KMeans:
         init = (init if init.ndim == 3 else init[None]).to(device=x.device, dtype=x.dtype)
         if init.shape[1:] != (self.k, x.shape[1]):
             raise ValueError(f"init has shape {tuple(init.shape)}, expected (R, {self.k}, {x.shape[1]})")
+        backend = resolve_backend(self.backend, x.device)           # once: auto warns once, keops may refuse
         kw = dict(max_iter=self.max_iter, tol=self.tol, reassign_tol=self.reassign_tol,
-                  backend=self.backend, chunk=self.chunk, callback=callback, ctx=ctx)
+                  backend=backend, chunk=self.chunk, callback=callback, ctx=ctx)
         with cpu_threads() if x.device.type == "cpu" else contextlib.nullcontext():
             if self.batch_restarts:
                 results = lloyd(x, init, **kw)
@@ -301,6 +303,7 @@ class KMeans:
             res.restart = r
         best = min(results, key=lambda res: res.inertia)
         best.restart_inertias = [res.inertia for res in results]
+        best.backend = backend
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         best.seconds = time.perf_counter() - start
