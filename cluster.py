@@ -153,9 +153,9 @@ def main(argv: list[str]) -> dict:
                     top=cfg.dominant_top)
     names = vocab.token_names[N_SPECIAL:]                         # (k,) c0, c1, ...
     plot_centroids(out / "centroids.png", vocab.centroids, vocab.counts, vocab.au_names, names, top=cfg.plot_top)
-    aus = [dominant_aus(c, vocab.au_names, min_intensity=cfg.dominant_min, top=cfg.dominant_top)
-           for c in vocab.centroids]
-    writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(names, map(int, vocab.counts), aus)),
+    centres_cpu = vocab.centroids.float().cpu()                  # once, not one device copy per centre
+    aus = [dominant_aus(c, vocab.au_names, min_intensity=cfg.dominant_min, top=cfg.dominant_top) for c in centres_cpu]
+    writer.add_embedding(centres_cpu, tag=f"centroids_k{k}", metadata=list(zip(names, vocab.counts.tolist(), aus)),
                          metadata_header=["token", "count", "dominant_aus"])
     writer.close()
     rare = vocab.counts[labels] < cfg.min_count

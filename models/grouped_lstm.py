@@ -17,8 +17,9 @@ _M32 = 0xFFFFFFFF
 _MUL = 0x45D9F3B  # < 2^31: products of 32-bit values stay below 2^63, so int64 arithmetic is exact
 
 
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (two multiply-xorshift rounds) of int64 values in [0, 2^32)."""
+def mix32(x):
+    """A 32-bit integer hash (two multiply-xorshift rounds) of int64 values in [0, 2^32): a tensor
+    or a Python int (the same numbers)."""
     x = ((x >> 16) ^ x) * _MUL & _M32
     x = ((x >> 16) ^ x) * _MUL & _M32
     return (x >> 16) ^ x
@@ -30,7 +31,7 @@ def replica_keep_mask(keys: torch.Tensor, shape: tuple[int, ...], *, p: float, c
     n = 1
     for s in shape:
         n *= s
-    salt = mix32(torch.tensor((counter * 0x9E3779B1 + layer * 0x85EBCA77) & _M32, device=keys.device))
+    salt = mix32((counter * 0x9E3779B1 + layer * 0x85EBCA77) & _M32)      # a Python int: no copy to the device
     base = mix32(keys ^ salt)                                              # (R,)
     position = mix32(torch.arange(n, device=keys.device, dtype=torch.int64))  # (n,), shared by replicas
     u = mix32(base[:, None] ^ position[None, :])                           # (R, n) uniform on [0, 2^32)

@@ -40,7 +40,8 @@ def plot_centroids(path: str | Path, centroids: torch.Tensor, counts: torch.Tens
                    token_names: list[str], *, top: int = 50, vmax: float = 5.0) -> None:
     """Heatmap of the AU intensities of the `top` most frequent centres (the analogue of the
     paper's Fig. 2), one row per centre, labelled with its token and frame count."""
-    order = torch.argsort(counts.cpu(), descending=True, stable=True)[:top]
+    counts = counts.cpu()                                       # once: read per row below
+    order = torch.argsort(counts, descending=True, stable=True)[:top]
     profile = centroids.float().cpu()[order].numpy()           # (top, D)
     fig, ax = plt.subplots(figsize=(0.45 * len(au_names) + 2.5, 0.22 * len(order) + 1.5))
     image = ax.imshow(profile, aspect="auto", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")

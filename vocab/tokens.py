@@ -214,6 +214,7 @@ def write_vocab_tsv(path: str | Path, vocab: Vocabulary, tokens: Tokens, labels:
     <unk> rule reads); for a special token, how often it occurs. mean_dist: mean distance of those
     frames to their centre ('nan' for <start>/<end>)."""
     k = vocab.k
+    centroids, counts = vocab.centroids.float().cpu(), vocab.counts.cpu()   # once: the rows below read them per centre
     dist = dist.double()
     sum_dist = torch.zeros(k, dtype=torch.float64, device=dist.device).index_add_(0, labels, dist)
     mean = (sum_dist / vocab.counts.to(dist.device).clamp(min=1)).cpu()
@@ -224,7 +225,7 @@ def write_vocab_tsv(path: str | Path, vocab: Vocabulary, tokens: Tokens, labels:
             f"<unk>\t{UNK}\t{int(unk.sum())}\t{float(dist[unk].mean()) if bool(unk.any()) else float('nan'):.4f}\t-",
             f"<start>\t{START}\t{n_seq}\tnan\t-", f"<end>\t{END}\t{n_seq}\tnan\t-"]
     names = vocab.token_names
-    for c in range(k):
-        rows.append(f"{names[c + N_SPECIAL]}\t{c + N_SPECIAL}\t{int(vocab.counts[c])}\t{float(mean[c]):.4f}\t"
-                    f"{dominant_aus(vocab.centroids[c], vocab.au_names, min_intensity=min_intensity, top=top)}")
+    for c, (n, m) in enumerate(zip(counts.tolist(), mean.tolist())):
+        rows.append(f"{names[c + N_SPECIAL]}\t{c + N_SPECIAL}\t{n}\t{m:.4f}\t"
+                    f"{dominant_aus(centroids[c], vocab.au_names, min_intensity=min_intensity, top=top)}")
     save_text("\n".join(rows) + "\n", path)
