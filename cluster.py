@@ -30,6 +30,7 @@ from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus
                          write_vocab_tsv)
 from vocab.assign import backend_report
 from vocab.elbow import fit_or_load, knee, write_elbow_csv
+from vocab.kmeans import SPEED_ONLY, KMeansConfig
 from vocab.plots import plot_centroids, plot_elbow
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
@@ -37,11 +38,9 @@ from utils.distributed import all_gather_rows, all_reduce_sum, close_distributed
 from utils.io import save_json
 from utils.runs import open_run_dir
 
-ROOT = Path(__file__).resolve().parent
-
-
 @dataclass
-class ClusterConfig:
+class ClusterConfig(KMeansConfig):
+    """The k-means options (vocab/kmeans.py: KMeansConfig, their defaults) plus the stage's own."""
     corpus: str = ""              # frame corpus directory (python ingest.py)
     out: str = ""                 # run directory
     vocab: str = ""               # an existing vocabulary (a cluster.py out dir): tokenise only
@@ -49,15 +48,6 @@ class ClusterConfig:
     sweep: list[int] = field(default_factory=list)  # k values of the elbow sweep (paper: 100 ... 10000)
     min_count: int = 500          # <unk>: cluster with fewer frames than this in the pretraining corpus
     max_dist: float = 1.75        # <unk>: frame farther than this from its centre (raw AU units)
-    n_init: int = 1               # k-means restarts; the lowest inertia is kept
-    max_iter: int = 300
-    tol: float = 1e-5             # stop when inertia falls by less than this fraction (0: off)
-    reassign_tol: float = 1e-4    # stop when at most this fraction of frames changes cluster (kmcuda: 0.01)
-    seed: int = 0
-    init_sample: int = 200_000    # k-means++ runs on this many frames drawn at random (all if fewer)
-    backend: str = "auto"         # auto (keops on CUDA, torch on CPU) | keops | torch
-    chunk: int = 0                # frames per assignment chunk; 0 = backend default
-    batch_restarts: bool = True   # run the n_init restarts in one batched reduction
     device: str = "auto"
     dominant_min: float = 1.0     # vocab.tsv: AUs of a centre at least this intense are "dominant"
     dominant_top: int = 3         # vocab.tsv: at most this many dominant AUs per token
@@ -65,7 +55,7 @@ class ClusterConfig:
 
 
 # keys that may change between runs in one out/ directory: they do not change a fitted k
-MAY_CHANGE = ("device", "k", "sweep", "backend", "chunk", "batch_restarts", "dominant_min", "dominant_top", "plot_top")
+MAY_CHANGE = ("device", "k", "sweep", *SPEED_ONLY, "dominant_min", "dominant_top", "plot_top")
 
 
 def main(argv: list[str]) -> dict:
@@ -158,12 +148,9 @@ def main(argv: list[str]) -> dict:
     writer.add_embedding(centres_cpu, tag=f"centroids_k{k}", metadata=list(zip(names, vocab.counts.tolist(), aus)),
                          metadata_header=["token", "count", "dominant_aus"])
     writer.close()
-    rare = vocab.counts[labels] < cfg.min_count
-    far = dist > cfg.max_dist
     summary.update(k=k, vocab_size=vocab.size, vocab_fingerprint=vocab.fingerprint,
                    rare_clusters=int((vocab.counts < cfg.min_count).sum()),
-                   unk_fraction=float((rare | far).float().mean()), unk_rare_fraction=float(rare.float().mean()),
-                   unk_far_fraction=float(far.float().mean()), mean_dist=float(dist.double().mean()))
+                   **vocab.unk_fractions(labels, dist), mean_dist=float(dist.double().mean()))
     save_json(summary, out / "summary.json")
     tokens.save(out)  # last: its presence marks the stage finished
     print(f"k={k}: V={vocab.size} tokens, <unk> {summary['unk_fraction']:.1%} of frames "

@@ -37,7 +37,7 @@ from vocab.token_set import TokenFileError, load_tokens
 from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
-from utils.distributed import broadcast_object, close_distributed, init_distributed, shard_sequences
+from utils.distributed import broadcast_object, close_distributed, init_distributed
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
 
@@ -95,11 +95,9 @@ def main(argv: list[str]) -> None:
     reuse = broadcast_object(ctx.is_main and cooc_file.exists(), ctx)
     if not reuse:
         c = cfg.cooccurrence
-        mine = shard_sequences(vocab.offsets, ctx)                             # this rank's sequences
-        offsets = vocab.offsets[mine.start:mine.stop + 1]                      # (S_rank+1,)
-        tokens = vocab.tokens[int(offsets[0]):int(offsets[-1])]
+        tokens, offsets = vocab.shard(ctx, device)                             # this rank's sequences
         start = time.perf_counter()
-        matrix = cooccurrence(tokens.to(device), (offsets - offsets[0]).to(device), vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
+        matrix = cooccurrence(tokens, offsets, vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
                               unk_id=vocab.specials["<unk>"], chunk_tokens=c.chunk_tokens,
                               dense_max_entries=c.dense_max_entries, ctx=ctx).cpu()
         cooc_seconds = time.perf_counter() - start                             # .cpu() waited for the device

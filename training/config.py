@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data.tasks.targets import TASK_TARGETS, TASKS
@@ -81,13 +82,12 @@ TrainConfig = make_dataclass("TrainConfig", [
 
 
 
-def threads_for(cfg: DictConfig, workers: int = 1) -> int:
+def threads_for(cfg: DictConfig, device: torch.device, workers: int = 1) -> int:
     """Torch threads per process. On the CPU one: these LSTMs are too small for intra-op threads to
     pay, and on a busy machine OpenMP threads that spin-wait made one run 3-20x slower (measured)."""
     if cfg.threads:
         return cfg.threads
-    from utils.device import pick_device
-    if pick_device(cfg.device).type == "cpu":
+    if device.type == "cpu":
         return 1
     return max(1, (os.cpu_count() or 1) // max(workers, 1))
 

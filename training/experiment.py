@@ -32,7 +32,6 @@ from training.config import RESUMABLE_KEYS, run_config
 from training.loop import TargetScale, evaluate, fit
 from losses.metrics import METRICS, regression_metrics_many
 from training.protocols import Split, fixed_split, kfold, select_restart, to_items
-from utils.device import pick_device
 from utils.io import file_digest, load_json, save_json, save_torch
 from utils import names
 from utils.seeds import seed_for
@@ -220,7 +219,7 @@ def summarise(results: list[dict], targets: list[str]) -> dict:
     return summary
 
 
-def run(cfg: DictConfig, *, log=print) -> dict:
+def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
     """Train and evaluate `cfg.model` on `cfg.task`; returns metrics.json's content (cached if finished)."""
     out = open_run_dir(cfg.out, run_config(cfg), ignore=RESUMABLE_KEYS)
     check_inputs(cfg, out)
@@ -234,7 +233,6 @@ def run(cfg: DictConfig, *, log=print) -> dict:
     dataset, context = load_dataset(cfg, model, labels, targets)
     splits = make_splits(cfg, labels, dataset)
     sequence_model = model.kind == "sequence"
-    device = pick_device(cfg.device)
     set_tf32(cfg.train.tf32, device)
     features = None
     if not sequence_model:

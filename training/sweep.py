@@ -19,6 +19,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Dict, List
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from models.registry import get_model
@@ -82,13 +83,13 @@ def _init_worker(threads: int) -> None:
     threadpool_limits(threads)  # BLAS/OpenMP of numpy and scikit-learn too
 
 
-def _run_job(yaml_text: str) -> dict:
+def _run_job(yaml_text: str, device: str) -> dict:
     from training.experiment import run  # imported in the worker process
     cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(yaml_text))
-    return run(cfg, log=lambda s: print(s, flush=True))
+    return run(cfg, torch.device(device), log=lambda s: print(s, flush=True))
 
 
-def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
+def run_sweep(cfg: DictConfig, argv: list[str], device: torch.device) -> int:
     """Run (or resume) every run of the sweep, write the tables, print them; returns an exit code."""
     sweep = load_sweep(cfg.sweep)
     root = Path(cfg.sweep_out or sweep.out or f"{cfg.root}/train")
@@ -106,14 +107,14 @@ def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
     todo.sort(key=lambda j: get_model(j[2].model).kind != "sequence")
     print(f"sweep {sweep.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already finished, "
           f"{len(todo)} to run with {workers} worker(s) -> {root}", flush=True)
-    threads = threads_for(cfg, workers)
+    threads = threads_for(cfg, device, workers)
     start, failed = time.time(), []
     if workers <= 1:
         _init_worker(threads)
         for task, row, run_cfg in todo:
             t0 = time.time()
             try:
-                _run_job(OmegaConf.to_yaml(run_cfg, resolve=True))
+                _run_job(OmegaConf.to_yaml(run_cfg, resolve=True), str(device))
                 print(f"{task}/{row.id}: done in {time.time() - t0:.0f}s", flush=True)
             except Exception:  # a failed run is reported; the others still run
                 failed.append(f"{task}/{row.id}")
@@ -121,7 +122,8 @@ def run_sweep(cfg: DictConfig, argv: list[str]) -> int:
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_run_job, OmegaConf.to_yaml(c, resolve=True)): f"{t}/{r.id}" for t, r, c in todo}
+            futures = {pool.submit(_run_job, OmegaConf.to_yaml(c, resolve=True), str(device)): f"{t}/{r.id}"
+                       for t, r, c in todo}
             for future in as_completed(futures):
                 try:
                     future.result()

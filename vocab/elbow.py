@@ -13,15 +13,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vocab.kmeans import KMeans
+from vocab.kmeans import RESULT_PARAMS, KMeans
 from utils.distributed import Dist, broadcast_object
 from utils.io import save_text, save_torch
 from utils.seeds import seed_for
 
-# KMeans arguments that change a result (backend, chunk and batch_restarts do not)
-RESULT_PARAMS = ("n_init", "max_iter", "tol", "reassign_tol", "seed", "init_sample")
 ELBOW_COLUMNS = ("k", "mean_dist", "inertia", "iterations", "seconds")
-
 
 
 def fit_or_load(x: torch.Tensor, k: int, *, cache: str | Path, params: dict, corpus_fingerprint: str,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from utils.distributed import Dist, shard_sequences
 from vocab.tokens import CENTROIDS_FILE, SPECIALS, TOKENS_FILE, VOCAB_TSV, Tokens, Vocabulary
 
 VOCAB_COLUMNS = ("token", "id", "count", "mean_dist", "dominant_aus")
@@ -39,6 +40,14 @@ class TokenSet:
     def counts(self) -> torch.Tensor:
         """(V,) int64 occurrences of each id."""
         return torch.bincount(self.tokens, minlength=self.vocab_size)
+
+    def shard(self, ctx: Dist, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's run of sequences (utils.distributed.shard_sequences, as FrameCorpus.load takes
+        its frames): tokens (M_rank,) and offsets (S_rank+1,) starting at 0, on `device`."""
+        mine = shard_sequences(self.offsets, ctx)
+        offsets = self.offsets[mine.start:mine.stop + 1]
+        tokens = self.tokens[int(offsets[0]):int(offsets[-1])]
+        return tokens.to(device), (offsets - offsets[0]).to(device)
 
 
 def load_tokens(path: str | Path) -> TokenSet:

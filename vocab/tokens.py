@@ -74,6 +74,13 @@ class Vocabulary:
         return frame_tokens(labels, dist, self.counts.to(labels.device),
                             min_count=self.min_count, max_dist=self.max_dist)
 
+    def unk_fractions(self, labels: torch.Tensor, dist: torch.Tensor) -> dict[str, float]:
+        """The share of frames that are <unk>, and of those by each half of the rule (they overlap)."""
+        rare, far = unk_reasons(labels, dist, self.counts.to(labels.device),
+                                min_count=self.min_count, max_dist=self.max_dist)
+        return {"unk_fraction": float((rare | far).float().mean()), "unk_rare_fraction": float(rare.float().mean()),
+                "unk_far_fraction": float(far.float().mean())}
+
     def save(self, out: str | Path) -> Path:
         path = Path(out) / CENTROIDS_FILE
         save_torch({"centroids": self.centroids.detach().float().cpu(), "counts": self.counts.detach().long().cpu(),
@@ -97,11 +104,18 @@ class Vocabulary:
         return vocab
 
 
+def unk_reasons(labels: torch.Tensor, dist: torch.Tensor, counts: torch.Tensor, *,
+                min_count: int, max_dist: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The <unk> rule: a frame is <unk> when its cluster is rare or it is far from its centre (N,) each."""
+    rare = counts[labels] < min_count       # cluster seen fewer than min_count times
+    far = dist > max_dist                   # frame far from its centre
+    return rare, far
+
+
 def frame_tokens(labels: torch.Tensor, dist: torch.Tensor, counts: torch.Tensor, *,
                  min_count: int, max_dist: float) -> torch.Tensor:
     """labels (N,) cluster of each frame, dist (N,) Euclidean distance to it -> token ids (N,)."""
-    rare = counts[labels] < min_count       # cluster seen fewer than min_count times
-    far = dist > max_dist                   # frame far from its centre
+    rare, far = unk_reasons(labels, dist, counts, min_count=min_count, max_dist=max_dist)
     return torch.where(rare | far, UNK, labels + N_SPECIAL)
 
 

@@ -16,11 +16,11 @@ from typing import Any, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from data.openface.format import AU_INTENSITY
 from utils.config import ConfigError
 
 # The 17 intensities of METHOD.md section 1, in order.
-DEFAULT_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
-               "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45")
+DEFAULT_AUS = AU_INTENSITY  # the 17 OpenFace intensities, in METHOD.md's order
 # py-feat Detector AUs (probabilities, not intensities).
 PYFEAT_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12",
               "AU14", "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43")
