@@ -7,10 +7,11 @@ block-diagonal model they replaced and against R plain nn.LSTM models trained on
 One training step = forward, backward and the optimiser's update on one padded batch of token
 sequences (batch 8, lengths up to --steps, GloVe-sized embedding d, hidden 32), dropout on, the
 same batch for every method. Time per step: the median of --repeat timed steps after 2 warm-up
-steps (CUDA synchronised). "one at a time" is R separate R = 1 nn.LSTM models (the block-diagonal
+steps (CUDA synchronised), the methods interleaved step by step. "one at a time" is R separate R = 1 nn.LSTM models (the block-diagonal
 class at R = 1 is exactly nn.LSTM), each stepped once: R times one plain model's step.
 Memory: parameters + gradients + Adam moments (exact, from the parameter count), and on CUDA the
-peak allocated during the steps. Prints a Markdown table; --json writes the figures.
+peak allocated by the first steps (the models of all methods are held at once: the peak includes
+the others' parameters). Prints a Markdown table; --json writes the figures.
 """
 from __future__ import annotations
 
@@ -72,25 +73,34 @@ def step(method, model, opt, x, lengths, lengths_cpu, y, R):
         opt.step()
 
 
-def measure(method, R, d, T, device, repeat):
-    model, opt = make(method, R, d, device)
+def measure_all(methods, R, d, T, device, repeat):
+    """Each method's median step time, the methods interleaved round by round, so a change of load
+    on a shared machine hits them all alike."""
     data = batch(T, device)
-    n_params = sum(p.numel() for p in model.parameters())
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    built = {m: make(m, R, d, device) for m in methods}
+    times = {m: [] for m in methods}
+    peak = {}
     for i in range(2 + repeat):
-        sync(device)
-        t0 = time.perf_counter()
-        step(method, model, opt, *data, R=R if method != "one at a time" else 1)
-        sync(device)
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    per_step = statistics.median(times) * (R if method == "one at a time" else 1)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    state_mib = 4 * n_params * (R if method == "one at a time" else 1) * 4 / 2**20  # params, grads, 2 moments
-    return {"method": method, "R": R, "d": d, "T": T, "ms_per_step": 1e3 * per_step,
-            "state_mib": state_mib, "peak_cuda_mib": peak}
+        for m in methods:
+            model, opt = built[m]
+            if device.type == "cuda" and i == 0:
+                torch.cuda.reset_peak_memory_stats(device)
+            sync(device)
+            t0 = time.perf_counter()
+            step(m, model, opt, *data, R=R if m != "one at a time" else 1)
+            sync(device)
+            if i >= 2:
+                times[m].append(time.perf_counter() - t0)
+            if device.type == "cuda" and i == 1:
+                peak[m] = torch.cuda.max_memory_allocated(device) / 2**20
+    rows = []
+    for m in methods:
+        n_params = sum(p.numel() for p in built[m][0].parameters())
+        copies = R if m == "one at a time" else 1
+        rows.append({"method": m, "R": R, "d": d, "T": T, "ms_per_step": 1e3 * statistics.median(times[m]) * copies,
+                     "state_mib": 4 * n_params * copies * 4 / 2**20,   # params, grads, 2 moments
+                     "peak_cuda_mib": peak.get(m)})
+    return rows
 
 
 def main():
@@ -108,7 +118,7 @@ def main():
     device = torch.device(a.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {a.threads} thread(s)"
-    rows = [measure(m, R, d, a.steps, device, a.repeat) for R in a.replicas for d in a.dims for m in a.methods]
+    rows = [r for R in a.replicas for d in a.dims for r in measure_all(a.methods, R, d, a.steps, device, a.repeat)]
     print(f"device: {name}; torch {torch.__version__}; batch 8, T <= {a.steps}, V = {V}, hidden 32, "
           f"median of {a.repeat} steps\n")
     print("| R | d | method | ms per training step (all R) | vs one at a time | params+grads+Adam MiB | peak CUDA MiB |")

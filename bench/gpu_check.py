@@ -198,12 +198,10 @@ def part_distributed(res: Partial, s: dict, device, tiny: bool) -> None:
 
 
 def part_lstm(res: Partial, s: dict, device, tiny: bool) -> None:
-    from bench.bench_lstm import measure
+    from bench.bench_lstm import measure_all
     c = s["lstm"]
-    rows = []
-    for method in ("one at a time", "grouped", "fused", "blockdiag"):
-        rows.append(measure(method, c["R"], c["d"], c["T"], device, repeat=3))
-        res["rows"] = rows
+    rows = measure_all(["one at a time", "grouped", "fused", "blockdiag"], c["R"], c["d"], c["T"], device, repeat=3)
+    res["rows"] = rows
     fastest = min(("grouped", "fused"), key=lambda m: next(r["ms_per_step"] for r in rows if r["method"] == m))
     res["fastest_replicated"] = fastest
 

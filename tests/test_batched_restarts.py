@@ -112,3 +112,21 @@ def test_train_py_selects_the_same_restart_whatever_the_grouping(task_b, tmp_pat
             for m in ("ccc", "pcc", "rmse"):
                 assert qa[m] == pytest.approx(qb[m], rel=1e-4, abs=1e-5), (part, m)
     torch.testing.assert_close(a["val_loss"], b["val_loss"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_cuda_batched_run_selects_what_the_cpu_selects_one_at_a_time(task_b, tmp_path, monkeypatch):
+    """The same config on CUDA (all restarts in one grouped model) and on the CPU (one at a time):
+    the same dropout masks (hashed), so the same restart up to float and cuDNN rounding."""
+    monkeypatch.chdir(ROOT)
+    base = task_b + ["task=task_b", "model=bilstm_tokens", "task_b.restarts=3", "train.max_epochs=6",
+                     "train.patience=2", "progress=false", "bilstm_tokens.embed_dim=4"]
+    splits = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        assert train.main(base + [f"device={device}", f"out={out}"]) == 0
+        splits[device] = torch.load(out / "splits" / "split0.pt", weights_only=True)["targets"][0]
+    a, b = splits["cpu"], splits["cuda"]
+    assert a["selected"] == b["selected"] and a["best_epoch"] == b["best_epoch"]
+    for qa, qb in zip(a["val"], b["val"]):
+        assert qa["ccc"] == pytest.approx(qb["ccc"], rel=1e-3, abs=1e-4)
