@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import List
+from typing import ClassVar, List
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from sklearn.svm import SVR
 
 from data.tasks.features import cdm_features, static_features
 from models.registry import register_model
+from utils.config import above, at_least, each, one_of
 from losses.metrics import regression_metrics, selection_score
 
 
@@ -118,12 +119,14 @@ class CDMSVR:
 @dataclass
 class RandomConfig:
     draws: int = 100
+    RANGES: ClassVar[dict] = {"draws": at_least(1)}   # checked by train.py before a run directory is written
 
 
 @dataclass
 class StaticConfig:
     diff: str = "abs"          # mean |first difference| (default) or the signed mean (see data/tasks/features.py)
     full_sequence: bool = True  # features over the whole sequence, ignoring max_len / stride
+    RANGES: ClassVar[dict] = {"diff": one_of("abs", "signed")}
 
 
 @dataclass
@@ -135,6 +138,9 @@ class CDMConfig:
     offset: float = 0.2
     levels: int = 4
     full_sequence: bool = True
+    RANGES: ClassVar[dict] = {"C": each(above(0)), "kernels": each(one_of("rbf", "linear", "poly", "sigmoid")),
+                              "epsilon": at_least(0), "max_iter": at_least(1), "offset": at_least(0),
+                              "levels": at_least(2)}
 
 
 # features come from the frame corpus; `**_context`: what the runner knows about the inputs, unused here

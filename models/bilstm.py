@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from torch import nn
 
 from models.grouped_lstm import fused_lstm, grouped_lstm, replica_dropout
 from models.registry import register_model
+from utils.config import at_least, between, one_of
 from utils.seeds import seed_for
 
 LSTM_IMPLS = ("auto", "grouped", "fused")
@@ -180,18 +182,23 @@ class BiLSTMConfig:
     input_dropout: float = 0.4
     head_dropout: float = 0.2  # released code; the paper does not mention it
     lstm: str = "auto"         # grouped | fused | auto (the faster on the device; BENCHMARKS.md)
+    # checked by train.py (utils.config.check_ranges) before a run directory is written
+    RANGES: ClassVar[dict] = {"hidden": at_least(1), "head": at_least(1), "input_dropout": between(0, 0.99),
+                              "head_dropout": between(0, 0.99), "lstm": one_of(*LSTM_IMPLS)}
 
 
 @dataclass
 class TokensConfig(BiLSTMConfig):
     embed_dim: int = 50
     freeze: bool = False
+    RANGES: ClassVar[dict] = {**BiLSTMConfig.RANGES, "embed_dim": at_least(1)}
 
 
 @dataclass
 class BiLSTMGloveConfig(BiLSTMConfig):
     d: int = 50                # reads embeddings_d{d}.pt from the task's `embeddings` folder
     freeze: bool = False       # released code: the embedding is fine-tuned
+    RANGES: ClassVar[dict] = {**BiLSTMConfig.RANGES, "d": at_least(1)}
 
 
 def _common(hidden, head, input_dropout, head_dropout, lstm, n_outputs, replicas, seeds):

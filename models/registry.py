@@ -6,8 +6,9 @@
 A model owns its config: `config` is the dataclass of its options, which becomes train.py's section
 of the same name (training/config.py builds the schema from the registry), so adding a model touches
 one file. `inputs` tells the runner what to load: `frames` (a frame corpus), `tokens` (a tokens file)
-or `embeddings` (tokens plus pretrained vectors, read for the `d` in the model's config). `kind`
-tells it how to train: `sequence` (gradient training of replicas) or `baseline` (fit on features).
+or `embeddings` (tokens plus pretrained vectors, read for the `d` in the model's config), or `images`
+(face crops, faces.py). `kind` tells it how to train: `sequence` (gradient training of replicas),
+`baseline` (fit on features) or `au_detector` (face images -> AU presence, trained by faces.py).
 
 This module imports no model: `models/__init__.py` imports the model modules, whose decorators fill
 it (as timm does), so importing anything from `models` fills the registry without an import loop.
@@ -17,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, is_dataclass
 from typing import Any, Callable
 
-INPUTS = ("frames", "tokens", "embeddings")
-KINDS = ("sequence", "baseline")
+INPUTS = ("frames", "tokens", "embeddings", "images")
+KINDS = ("sequence", "baseline", "au_detector")
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ def register_model(name: str, *, config: type, inputs: str, kind: str) -> Callab
     return add
 
 
-def known_models() -> list[str]:
-    return sorted(_REGISTRY)
+def known_models(*kinds: str) -> list[str]:
+    """Registered names, all of them or only those of the given kinds."""
+    return sorted(n for n, e in _REGISTRY.items() if not kinds or e.kind in kinds)
 
 
 def get_model(name: str) -> ModelEntry:

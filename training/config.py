@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from data.tasks.targets import TASK_TARGETS, TASKS
 from models.registry import get_model, known_models
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError, above, at_least, between, check_ranges, load_config, one_of
 
 
 
@@ -74,12 +74,17 @@ class RunConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
 
 
+TASK_RANGES = {"folds": at_least(2), "val_fraction": between(0.01, 0.99), "restarts": at_least(1),
+               "max_len": at_least(1), "stride": at_least(1), "crop": one_of("last", "first")}
+LOOP_RANGES = {"lr": above(0), "batch_size": at_least(1), "max_epochs": at_least(1), "patience": at_least(1),
+               "parallel_restarts": at_least(0)}
+TRAINED_KINDS = ("sequence", "baseline")   # train.py's models; AU detectors belong to faces.py
+
 # train.py's schema: the run's own keys plus one section per registered model, named as the model,
 # typed by the dataclass the model registered with (models/registry.py)
 TrainConfig = make_dataclass("TrainConfig", [
-    (name, get_model(name).config, field(default_factory=get_model(name).config)) for name in known_models()],
+    (name, get_model(name).config, field(default_factory=get_model(name).config)) for name in known_models(*TRAINED_KINDS)],
     bases=(RunConfig,))
-
 
 
 def threads_for(cfg: DictConfig, device: torch.device, workers: int = 1) -> int:
@@ -112,15 +117,17 @@ def check(cfg: DictConfig) -> None:
     """Values the types cannot check."""
     if cfg.task not in TASKS:
         raise ConfigError(f"task={cfg.task}: unknown task; known tasks: {', '.join(TASKS)}")
-    if cfg.model not in known_models():
-        raise ConfigError(f"model={cfg.model}: unknown model; known models: {', '.join(known_models())}")
+    if cfg.model not in known_models(*TRAINED_KINDS):
+        raise ConfigError(f"model={cfg.model}: unknown model; known models: {', '.join(known_models(*TRAINED_KINDS))}")
     task = cfg[cfg.task]
     if task.protocol not in ("kfold", "split"):
         raise ConfigError(f"{cfg.task}.protocol={task.protocol}: must be kfold or split")
     if task.select not in ("ccc", "pcc", "rmse", "mse"):
         raise ConfigError(f"{cfg.task}.select={task.select}: must be ccc, pcc, rmse or mse")
-    if task.restarts < 1 or task.folds < 2 or task.stride < 1:
-        raise ConfigError(f"{cfg.task}: restarts >= 1, folds >= 2 and stride >= 1 are required")
+    check_ranges(task, TASK_RANGES, prefix=f"{cfg.task}.")
+    check_ranges(cfg.train, LOOP_RANGES, prefix="train.")
+    check_ranges(cfg, {"workers": at_least(1), "threads": at_least(0)})
+    check_ranges(cfg[cfg.model], getattr(get_model(cfg.model).config, "RANGES", {}), prefix=f"{cfg.model}.")
 
 
 def run_config(cfg: DictConfig) -> DictConfig:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from data.openface.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus, corpus_fingerprint
 from data.tasks.labels import LabelTable, read_labels
 from data.tasks.sequences import SequenceDataset
 from glove.files import read_embeddings
@@ -32,7 +32,9 @@ from training.config import RESUMABLE_KEYS, run_config
 from training.loop import TargetScale, evaluate, fit
 from losses.metrics import METRICS, regression_metrics_many
 from training.protocols import Split, fixed_split, kfold, select_restart, to_items
-from utils.io import file_digest, load_json, save_json, save_torch
+from training.artifacts import read_inputs, read_metrics, read_split
+from utils.io import file_digest, save_json, save_torch
+from vocab.tokens import Tokens
 from utils import names
 from utils.seeds import seed_for
 from utils.names import in_dir
@@ -58,22 +60,28 @@ def load_dataset(cfg: DictConfig, model: ModelEntry, labels: LabelTable, targets
     path = in_dir(_need(task, cfg.task, "tokens", "tokens dir (python cluster.py)"), names.TOKENS)
     if not path.exists():
         raise FileNotFoundError(f"{cfg.task}.tokens: {path} does not exist; build it with `python cluster.py`")
-    tokens = torch.load(path, map_location="cpu", weights_only=True)
-    context = {"vocab_size": int(tokens["vocab_size"])}
+    # the tokens must be those of the task's corpus (when it is given): another task's tokens could
+    # share a few video ids by chance and train silently on them
+    expected = corpus_fingerprint(task.corpus) if task.corpus else None
+    tokens = Tokens.load(path, corpus_fingerprint=expected)
+    context = {"vocab_size": tokens.vocab_size}
     if model.inputs == "embeddings":
         folder = _need(task, cfg.task, "embeddings", "dir of embeddings_d{d}.pt (python embed.py)")
-        context["vectors"] = read_embeddings(folder, d=params.d, tokens_fingerprint=tokens["fingerprint"],
+        context["vectors"] = read_embeddings(folder, d=params.d, tokens_fingerprint=tokens.fingerprint,
                                              vocab_size=context["vocab_size"])
-    return SequenceDataset.from_tokens(tokens, labels, targets, **options), context
+    return SequenceDataset.from_tokens(vars(tokens), labels, targets, **options), context
 
 
 def input_files(cfg: DictConfig) -> dict[str, Path]:
     """The files a run's results depend on, beside its config (which holds only their paths)."""
     task, model = cfg[cfg.task], get_model(cfg.model)
-    files = {"labels": Path(task.labels)}
-    if model.inputs == "frames":
-        files["corpus"] = Path(task.corpus) / names.CORPUS_META      # holds the corpus fingerprint
-    else:
+    files = {"labels": Path(_need(task, cfg.task, "labels", "labels.csv"))}
+    if model.inputs == "frames" or task.corpus:   # token models: the corpus their tokens must be of
+        corpus = Path(task.corpus)
+        files["corpus"] = corpus / names.CORPUS_META                 # holds the corpus fingerprint
+        files |= {f"corpus {name}": corpus / f"{name}.npy" for name in names.CORPUS_ARRAYS}
+        files["corpus videos"] = corpus / names.VIDEOS
+    if model.inputs != "frames":
         files["tokens"] = in_dir(task.tokens, names.TOKENS)
     if model.inputs == "embeddings":
         files["embeddings"] = in_dir(task.embeddings, names.embeddings_file(cfg[cfg.model].d))
@@ -83,12 +91,20 @@ def input_files(cfg: DictConfig) -> dict[str, Path]:
 def check_inputs(cfg: DictConfig, out: Path) -> None:
     """Stamp the run with its inputs' hashes (inputs.json); refuse to reuse it once an input changed,
     so re-running cluster.py or embed.py, or correcting labels.csv, never mixes old and new results."""
-    stamp = {name: file_digest(path) for name, path in input_files(cfg).items() if path.is_file()}
-    saved = out / "inputs.json"
+    files = input_files(cfg)
+    missing: dict[str, list[str]] = {}
+    for name, path in files.items():         # grouped by the config key that points at them
+        if not path.is_file():
+            missing.setdefault(name.split()[0], []).append(path.name)
+    if missing:
+        raise FileNotFoundError("; ".join(f"{cfg.task}.{key}={cfg[cfg.task][key]}: no {', '.join(found)} there"
+                                          for key, found in missing.items()) + " (build it with its stage first)")
+    stamp = {name: file_digest(path) for name, path in files.items()}
+    saved = out / names.INPUTS
     if not saved.exists():
         save_json(stamp, saved)
         return
-    old = load_json(saved)
+    old = read_inputs(saved)
     changed = sorted(n for n in old.keys() | stamp.keys() if old.get(n) != stamp.get(n))
     if changed:
         paths = ", ".join(f"{n} ({input_files(cfg).get(n, '?')})" for n in changed)
@@ -223,8 +239,8 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
     """Train and evaluate `cfg.model` on `cfg.task`; returns metrics.json's content (cached if finished)."""
     out = open_run_dir(cfg.out, run_config(cfg), ignore=RESUMABLE_KEYS)
     check_inputs(cfg, out)
-    if (out / "metrics.json").exists():
-        return load_json(out / "metrics.json")
+    if (out / names.METRICS).exists():
+        return read_metrics(out / names.METRICS)
     start = time.time()
     task = cfg[cfg.task]
     model = get_model(cfg.model)
@@ -242,8 +258,8 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
     results = []
     for k, split in enumerate(splits):
         path = out / "splits" / f"split{k}.pt"
-        if path.exists():
-            done = torch.load(path, weights_only=True)
+        done = read_split(path, k)
+        if done is not None:
             if sequence_model and done.get("device", device.type) != device.type:
                 # restarts batch differently on CUDA and CPU (so do their dropout draws): never mix them in one run
                 raise RunDirError(f"{path} was trained on {done['device']}; resume with device={done['device']} "
@@ -272,7 +288,7 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
                   "targets": targets, "kwargs": results[0].get("kwargs", {}),
                   "states": {f"split{r['split']}/{name}": r["states"][t] for r in results for t, name in enumerate(targets)},
                   "target_scale": {f"split{r['split']}": r["scale"] for r in results if "scale" in r}}
-    save_torch(checkpoint, out / "best.pt")
+    save_torch(checkpoint, out / names.BEST)
     mean = {m: float(np.mean([summary[n][m] for n in targets])) for m in METRICS}
     hparams = {"task": cfg.task, "model": cfg.model, "restarts": task.restarts, "max_len": task.max_len or 0,
                "stride": task.stride, "lr": cfg.train.lr, "batch_size": cfg.train.batch_size}
@@ -282,5 +298,5 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
     metrics = {"task": cfg.task, "model": cfg.model, "protocol": task.protocol, "targets": summary,
                "mean_over_targets": mean, "n_items": len(dataset), "seconds": round(time.time() - start, 1),
                "device": device.type, "tf32": bool(cfg.train.tf32 and device.type == "cuda")}
-    save_json(metrics, out / "metrics.json")
+    save_json(metrics, out / names.METRICS)
     return metrics

@@ -10,6 +10,7 @@ finished run whose config changed since is refused (utils.runs.open_run_dir) bef
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -26,9 +27,13 @@ from models.registry import get_model
 from training.config import RESUMABLE_KEYS, TrainConfig, compose, run_config, threads_for
 from training.experiment import check_inputs
 from training.results import write_results
-from utils.config import ConfigError, merge_layer
-from utils.io import load_json, save_text
-from utils.runs import open_run_dir
+from utils.config import ConfigError, load_yaml_layer, merge_layer
+from training.artifacts import read_metrics
+from utils import names
+from utils.io import save_text
+from utils.cli import USER_ERRORS
+from utils.processes import stop_pool, worker_init
+from utils.runs import lock_dir, open_run_dir, release_dir
 
 
 @dataclass
@@ -52,10 +57,12 @@ class SweepConfig:
 
 def load_sweep(path: str | Path) -> DictConfig:
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"sweep={path}: no such file")
-    sweep = merge_layer(OmegaConf.structured(SweepConfig), OmegaConf.load(path), str(path))
+    sweep = merge_layer(OmegaConf.structured(SweepConfig), load_yaml_layer(path, f"sweep={path}"), str(path))
     ids = [r.id for r in sweep.rows]
+    unsafe = [i for i in ids if Path(i).name != i or i in (".", "..") or "\\" in i]
+    if unsafe:
+        raise ConfigError(f"{path}: row id(s) {unsafe} would write outside the sweep's folder: "
+                          f"an id is a plain folder name")
     if not ids or any(not r.id or not r.model for r in sweep.rows) or len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: every row needs a unique `id` and a `model` (ids: {ids})")
     return sweep
@@ -76,7 +83,17 @@ def plan(sweep: DictConfig, argv: list[str], root: Path) -> list[tuple[str, Dict
     return jobs
 
 
-def _init_worker(threads: int) -> None:
+def _report(run: str, err: Exception) -> None:
+    """A failed run: one line for a user's mistake (a damaged input, say), the traceback for a bug."""
+    if isinstance(err, USER_ERRORS):
+        print(f"{run}: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr, flush=True)
+    else:
+        traceback.print_exception(err)
+
+
+def _init_worker(threads: int, parent: int | None = None) -> None:
+    if parent is not None:
+        worker_init(parent)
     import torch
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(threads)
@@ -100,9 +117,11 @@ def run_sweep(cfg: DictConfig, argv: list[str], device: torch.device) -> int:
         sweep.tasks = list(cfg.sweep_tasks)
     jobs = plan(sweep, argv, root)
     workers = cfg.workers if any(a.startswith("workers=") for a in argv) or not sweep.workers else sweep.workers
+    lock_dir(root)              # one sweep at a time writes the tables (each run locks its own folder too)
     for _, _, run_cfg in jobs:  # refuses, before anything trains, a finished run whose config or inputs changed
         check_inputs(run_cfg, open_run_dir(run_cfg.out, run_config(run_cfg), ignore=RESUMABLE_KEYS))
-    todo = [j for j in jobs if not (Path(j[2].out) / "metrics.json").exists()]
+        release_dir(run_cfg.out)  # the process that trains it takes it again
+    todo = [j for j in jobs if not (Path(j[2].out) / names.METRICS).exists()]
     # sequence models first: the longest runs start early, the baselines fill the gaps
     todo.sort(key=lambda j: get_model(j[2].model).kind != "sequence")
     print(f"sweep {sweep.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already finished, "
@@ -116,21 +135,26 @@ def run_sweep(cfg: DictConfig, argv: list[str], device: torch.device) -> int:
             try:
                 _run_job(OmegaConf.to_yaml(run_cfg, resolve=True), str(device))
                 print(f"{task}/{row.id}: done in {time.time() - t0:.0f}s", flush=True)
-            except Exception:  # a failed run is reported; the others still run
+            except Exception as err:  # a failed run is reported; the others still run
                 failed.append(f"{task}/{row.id}")
-                traceback.print_exc()
+                _report(f"{task}/{row.id}", err)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                   initializer=_init_worker, initargs=(threads, os.getpid()))
+        try:
             futures = {pool.submit(_run_job, OmegaConf.to_yaml(c, resolve=True), str(device)): f"{t}/{r.id}"
                        for t, r, c in todo}
             for future in as_completed(futures):
                 try:
                     future.result()
                     print(f"{futures[future]}: done ({time.time() - start:.0f}s into the sweep)", flush=True)
-                except Exception:
+                except Exception as err:
                     failed.append(futures[future])
-                    traceback.print_exc()
+                    _report(futures[future], err)
+        except BaseException:   # Ctrl-C, SIGTERM: the workers stop now, not after their running jobs
+            stop_pool(pool)
+            raise
+        pool.shutdown()
     tables = []
     for task in sweep.tasks:
         rows = [(row.id, row.label or row.id, _metrics(c.out)) for t, row, c in jobs if t == task]
@@ -146,5 +170,5 @@ def run_sweep(cfg: DictConfig, argv: list[str], device: torch.device) -> int:
 
 
 def _metrics(out: str) -> dict | None:
-    path = Path(out) / "metrics.json"
-    return load_json(path) if path.exists() else None
+    path = Path(out) / names.METRICS
+    return read_metrics(path) if path.exists() else None

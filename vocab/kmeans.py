@@ -35,6 +35,7 @@ from typing import Callable
 
 import torch
 
+from utils.config import at_least, between, one_of
 from utils.distributed import Dist, all_gather_rows, all_reduce_sum, broadcast
 from vocab.assign import UPDATE_ROWS, assign, cpu_threads, exact_sq_dist, over_blocks, resolve_backend
 
@@ -53,6 +54,10 @@ class KMeansConfig:
     chunk: int = 0                # frames per assignment chunk; 0 = backend default
     batch_restarts: bool = True   # run the n_init restarts in one batched reduction
 
+
+# the values a user can get wrong, checked (utils.config.check_ranges) before a run directory is written
+RANGES = {"n_init": at_least(1), "max_iter": at_least(1), "tol": at_least(0), "reassign_tol": between(0, 1),
+          "init_sample": at_least(1), "backend": one_of("auto", "keops", "torch"), "chunk": at_least(0)}
 
 # options that change the speed of a fit, never its result
 SPEED_ONLY = ("backend", "chunk", "batch_restarts")
