@@ -10,7 +10,7 @@ OUT    ?= runs/demo
 PRESET ?= demo
 preset  = $(if $(wildcard configs/$(PRESET)/$(1).yaml),config=configs/$(PRESET)/$(1).yaml)
 
-.PHONY: demo paper test bench clean-demo faces au-nets
+.PHONY: demo paper test bench clean-demo faces au-nets gpu-check gpu-wheels
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,23 @@ bench: $(VENV)/.installed
 	$(PY) bench/bench_embed.py
 	$(PY) bench/bench_distributed.py
 	$(PY) bench/bench_train.py demo --root $(OUT)
+
+# The prepared GPU check (bench/gpu_check.py): every owed GPU figure in under 8 minutes on one H200,
+# written to GPU_OUT/gpu_check.json and gpu_check.md. It runs with the machine's own python3 (no
+# .venv there) and installs pykeops, keopscore and omegaconf first from the wheels in .whl/ when they
+# do not import: make them with `make gpu-wheels` where pip reaches PyPI (pykeops and keopscore are
+# pure Python and ship as source, so they are built into wheels here; omegaconf ships one). Never commit .whl/.
+# `python bench/gpu_check.py DIR --cpu-tiny` is the same check at tiny sizes on the CPU (part of `make test`).
+GPU_OUT ?= runs/gpu_check
+gpu-check:
+	$(PYTHON) bench/gpu_check.py $(GPU_OUT)
+
+gpu-wheels:
+	mkdir -p .whl
+	$(PYTHON) -m pip wheel -q --no-deps -w .whl pykeops==2.3 keopscore==2.3
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl omegaconf==2.4.0
 
 clean-demo:
 	rm -rf $(OUT)

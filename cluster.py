@@ -36,6 +36,7 @@ from torch.utils.tensorboard import SummaryWriter
 from data.openface.corpus import FrameCorpus, read_meta as read_corpus_meta
 from vocab.au_sets import SUBSETS, match_aus
 from vocab.elbow import MIN_KNEE_POINTS, fit_or_load, knee, write_elbow_csv
+from vocab.assign import backend_report
 from vocab.kmeans import RANGES as KMEANS_RANGES, SPEED_ONLY, KMeansConfig
 from vocab.plots import plot_centroids, plot_elbow
 from vocab.published import read_published_vocabulary, report_lines
@@ -156,8 +157,10 @@ def main(argv: list[str]) -> dict:
         raise ConfigError(f"sweep={list(cfg.sweep)} has {len(cfg.sweep)} k values: no knee is claimed with fewer than "
                           f"{MIN_KNEE_POINTS}; give k=K (or a longer sweep)")
     out = open_run_dir(cfg.out, cfg, ignore=MAY_CHANGE) if ctx.is_main else Path(cfg.out)
+    backend = backend_report(cfg.backend, device)                # what runs, and why auto fell back
     log(f"corpus {cfg.corpus}: {n_frames} frames, {len(offsets) - 1} sequences; device {device}, "
-        f"{ctx.world_size} rank(s)")
+        f"{ctx.world_size} rank(s); assignment backend {backend['ran']}" +
+        (f" (backend=auto fell back: {backend['fallback']})" if backend["fallback"] else ""))
     if not aus.identity:
         log(f"AUs: using the {len(aus.names)} shared {aus.names}; left out of the corpus {aus.only_left or 'none'}, "
             f"of the {'vocabulary' if vocab is not None else 'others'} {aus.only_right or 'none'}")
@@ -171,7 +174,8 @@ def main(argv: list[str]) -> dict:
         close_distributed(ctx)                                                        # rank 0 writes alone
         unk = n_unk / n_frames if n_frames else 0.0
         summary = {"vocab": cfg.vocab, "vocab_fingerprint": vocab.fingerprint, "k": vocab.k,
-                   "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk, "au_subset": aus.record()}
+                   "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk, "au_subset": aus.record(),
+                   "backend": backend}
         if ctx.is_main:
             save_json(summary, out / names.SUMMARY)
             tokens.save(out)
@@ -203,9 +207,11 @@ def main(argv: list[str]) -> dict:
             writer.flush()
         sweep_bar.update(1, k=k)
         log(f"k={k}: mean distance {r['mean_dist']:.4f}, inertia {r['inertia']:.6g}, {r['n_iter']} iterations "
-            f"({r['stop']}), {r['seconds']:.1f} s" + (" [finished earlier]" if r["loaded"] else ""))
+            f"({r['stop']}), {r['seconds']:.1f} s, backend {r.get('backend', '?')}" +
+            (" [finished earlier]" if r["loaded"] else ""))
     sweep_bar.close()
-    summary = {"corpus_fingerprint": corpus.fingerprint}
+    summary = {"corpus_fingerprint": corpus.fingerprint, "backend": backend,
+               "fitted_with": {str(k): fitted[k].get("backend", "") for k in ks}}  # each k's, cached ones too
     if cfg.sweep:
         swept = [fitted[k] for k in cfg.sweep]
         suggested = knee([r["k"] for r in swept], [r["mean_dist"] for r in swept])
@@ -242,9 +248,10 @@ def main(argv: list[str]) -> dict:
     token_names = vocab.token_names[N_SPECIAL:]                   # (k,) c0, c1, ...
     plot_centroids(out / names.CENTROIDS_PNG, vocab.centroids, vocab.counts, vocab.au_names, token_names,
                    top=cfg.plot_top, unk=vocab.unk_clusters, writer=writer)
+    centres_cpu = vocab.centroids.float().cpu()                  # once, not one device copy per centre
     dominant = [dominant_aus(c, vocab.au_names, min_intensity=cfg.dominant_min, top=cfg.dominant_top)
-                for c in vocab.centroids]
-    writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(token_names, map(int, vocab.counts), dominant)),
+                for c in centres_cpu]
+    writer.add_embedding(centres_cpu, tag=f"centroids_k{k}", metadata=list(zip(token_names, vocab.counts.tolist(), dominant)),
                          metadata_header=["token", "count", "dominant_aus"])
     summary.update(k=k, vocab_size=vocab.size, vocab_fingerprint=vocab.fingerprint,
                    rare_clusters=int(vocab.unk_clusters.sum()),

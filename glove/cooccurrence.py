@@ -153,7 +153,10 @@ def _count_dense(tokens, offsets, *, V, units, **kw) -> torch.Tensor:
     whole = all(u == 1 for u in units)
     acc = torch.zeros((V + 1) ** 2, dtype=torch.int64 if whole else torch.float64, device=tokens.device)
     for keys, weights in _pair_keys(tokens, offsets, V=V, units=units, **kw):
-        acc += torch.bincount(keys, weights=weights, minlength=acc.numel())
+        if acc.is_cuda:  # CUDA bincount reads keys.max() back to size its output: a wait per chunk
+            acc.index_add_(0, keys, torch.ones_like(keys, dtype=acc.dtype) if weights is None else weights)
+        else:
+            acc += torch.bincount(keys, weights=weights, minlength=acc.numel())
     return acc
 
 

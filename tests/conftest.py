@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# KeOps compiles its kernels on first use: into a temporary folder, never the repository (kept
+# between runs on one machine, keyed inside by host, CUDA version and GPU: vocab/assign.py)
+os.environ.setdefault("FACEVOCAB_KEOPS_CACHE", os.path.join(tempfile.gettempdir(), "facevocab-keops-tests"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -28,6 +28,9 @@ def test_sweep_then_tokens_for_the_knee(tmp_path):
     summary = cluster.main([f"corpus={tmp_path / 'corpus'}", f"out={tmp_path / 'out'}", "sweep=[4,8,12,24,48]", *SMALL])
     out = tmp_path / "out"
     assert summary["suggested_k"] == 12 and summary["k"] == 12
+    # the backend that ran is named (the CPU's auto choice), for the run and for every fitted k
+    assert summary["backend"] == {"asked": "auto", "ran": "torch", "fallback": None}
+    assert set(summary["fitted_with"].values()) == {"torch"}
     for name in ("config.yaml", "elbow.csv", "elbow.png", "centroids.pt", "vocab.tsv", "centroids.png",
                  "summary.json", "tokens.pt", "sweep/k4.pt", "sweep/k48.pt"):
         assert (out / name).exists(), name

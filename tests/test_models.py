@@ -1,5 +1,6 @@
 """BiLSTM regressors: padding never leaks into the result, replicas are independent plain models,
-the registry rejects unknown names, bilstm_glove refuses embeddings of another vocabulary."""
+both LSTM implementations agree, the registry rejects unknown names, bilstm_glove refuses
+embeddings of another vocabulary. (The grouped LSTM against nn.LSTM: tests/test_grouped_lstm.py.)"""
 import pytest
 import torch
 
@@ -7,6 +8,7 @@ from data.tasks.sequences import pad_collate
 from glove.files import read_embeddings
 from models.bilstm import BiLSTMRegressor, reverse_padded
 from models.registry import create_model, known_models
+from training.loop import ReplicaAdam
 from utils.io import save_torch
 
 
@@ -24,15 +26,15 @@ def _tokens(lengths, vocab=20, seed=0):
     return [torch.randint(0, vocab, (n,), generator=g) for n in lengths]
 
 
-@pytest.mark.parametrize("pack", [False, True])
+@pytest.mark.parametrize("lstm", ["grouped", "fused"])
 @pytest.mark.parametrize("replicas", [1, 3])
 @pytest.mark.parametrize("kind", ["au", "tokens"])
-def test_padded_batch_equals_each_sequence_alone(kind, replicas, pack):
+def test_padded_batch_equals_each_sequence_alone(kind, replicas, lstm):
     lengths = [7, 1, 12, 3]
     if kind == "au":
-        model, seqs = create_model("bilstm_au", input_dim=17, replicas=replicas, pack=pack), _frames(lengths)
+        model, seqs = create_model("bilstm_au", input_dim=17, replicas=replicas, lstm=lstm), _frames(lengths)
     else:
-        model, seqs = create_model("bilstm_tokens", vocab_size=20, embed_dim=6, replicas=replicas, pack=pack), _tokens(lengths)
+        model, seqs = create_model("bilstm_tokens", vocab_size=20, embed_dim=6, replicas=replicas, lstm=lstm), _tokens(lengths)
     model.eval()
     batch = _batch(seqs)
     out = model(batch["x"], batch["lengths"])                       # (B, R, 1)
@@ -42,17 +44,22 @@ def test_padded_batch_equals_each_sequence_alone(kind, replicas, pack):
         torch.testing.assert_close(out[i], alone[0], rtol=1e-5, atol=1e-6)
 
 
-def test_reversal_and_packing_give_the_same_states():
-    torch.manual_seed(0)
-    a = create_model("bilstm_au", input_dim=17, replicas=2, seeds=[3, 4]).eval()
-    b = create_model("bilstm_au", input_dim=17, replicas=2, seeds=[3, 4], pack=True).eval()
-    batch = _batch(_frames([5, 9, 2]))
-    torch.testing.assert_close(a(batch["x"], batch["lengths"]), b(batch["x"], batch["lengths"]), rtol=1e-5, atol=1e-6)
+def test_grouped_and_fused_lstm_give_the_same_outputs_and_gradients():
+    a = create_model("bilstm_tokens", vocab_size=20, embed_dim=6, replicas=2, seeds=[3, 4], lstm="grouped")
+    b = create_model("bilstm_tokens", vocab_size=20, embed_dim=6, replicas=2, seeds=[3, 4], lstm="fused")
+    batch = _batch(_tokens([5, 9, 2]))
+    ya, yb = a(batch["x"], batch["lengths"]), b(batch["x"], batch["lengths"])  # training mode: same dropout masks
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-6)
+    (ya ** 2).sum().backward()
+    (yb ** 2).sum().backward()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_reverse_padded_keeps_padding():
     x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
     assert reverse_padded(x, torch.tensor([3, 2])).tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+    assert reverse_padded(x[None], torch.tensor([3, 2]), dim=2)[0].tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
 
 
 def test_replica_r_is_the_plain_model_of_its_seed():
@@ -64,34 +71,6 @@ def test_replica_r_is_the_plain_model_of_its_seed():
         plain = create_model("bilstm_tokens", vocab_size=20, embed_dim=6, seeds=[seed]).eval()
         torch.testing.assert_close(batched.replica_state(r), plain.state_dict())
         torch.testing.assert_close(out[:, r], plain(batch["x"], batch["lengths"])[:, 0], rtol=1e-5, atol=1e-6)
-
-
-def test_batched_training_step_equals_separate_steps():
-    """Adam on the sum of the replicas' losses, off-block gradients masked = each model on its own."""
-    seeds = [1, 2]
-    kw = dict(input_dim=17, input_dropout=0.0, head_dropout=0.0)
-    batched = create_model("bilstm_au", replicas=2, seeds=seeds, **kw)
-    plains = [create_model("bilstm_au", seeds=[s], **kw) for s in seeds]
-    batch = _batch(_frames([6, 3, 9, 4]))
-    y = torch.randn(4, 2)
-    opt = torch.optim.Adam(batched.parameters(), lr=1e-2)
-    for _ in range(3):
-        loss = ((batched(batch["x"], batch["lengths"])[:, :, 0] - y) ** 2).mean(0).sum()
-        opt.zero_grad()
-        loss.backward()
-        batched.mask_grads()
-        opt.step()
-    for r, plain in enumerate(plains):
-        opt = torch.optim.Adam(plain.parameters(), lr=1e-2)
-        for _ in range(3):
-            loss = ((plain(batch["x"], batch["lengths"])[:, 0, 0] - y[:, r]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        torch.testing.assert_close(batched.replica_state(r), plain.state_dict(), rtol=1e-4, atol=1e-6)
-    # off-block LSTM entries stayed exactly zero
-    owner = batched.replica_owner()
-    assert all(bool((p[owner[n] < 0] == 0).all()) for n, p in batched.named_parameters())
 
 
 def test_merge_replicas_copies_only_the_chosen_ones():
@@ -122,7 +101,7 @@ def test_glove_initialises_from_w_plus_w_tilde(tmp_path):
     emb = torch.load(tmp_path / "embeddings_d4.pt", weights_only=True)
     vectors = read_embeddings(tmp_path, d=4, tokens_fingerprint="abc", vocab_size=20)
     m = create_model("bilstm_glove", vectors=vectors, replicas=2)
-    torch.testing.assert_close(m.replica_state(1)["embedding"], emb["W"] + emb["W_tilde"])
+    torch.testing.assert_close(m.replica_state(1)["embedding"][0], emb["W"] + emb["W_tilde"])
     frozen = create_model("bilstm_glove", vectors=vectors, freeze=True)
     assert not frozen.embedding.requires_grad
 
@@ -154,15 +133,14 @@ def test_checkpointed_replica_loads_weights_only(tmp_path):
 
 
 def _train_steps(model, batch, y, steps=3):
-    """Plain Adam on the sum of the replicas' MSEs (what training/loop.py does), dropout off."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    """ReplicaAdam on the sum of the replicas' MSEs (what training/loop.py does), every replica active."""
+    opt = ReplicaAdam(model.parameters(), replicas=model.replicas, lr=1e-2)
     for _ in range(steps):
         dev = model.w1.device
         loss = ((model(batch["x"].to(dev), batch["lengths"])[:, :, 0] - y.to(dev)) ** 2).mean(0).sum()
         opt.zero_grad()
         loss.backward()
-        model.mask_grads()
-        opt.step()
+        opt.step(torch.ones(model.replicas, dtype=torch.bool, device=dev))
     return model
 
 
@@ -170,14 +148,18 @@ def _train_steps(model, batch, y, steps=3):
 def test_cuda_replicas_match_cpu_and_train():
     """Independent expectation: the CPU computes the same network, so CUDA's forward pass, its
     trained replicas (same data, same Adam steps, dropout off) and the chosen-replica merge must
-    equal the CPU's up to float rounding."""
+    equal the CPU's up to float rounding; with dropout on, both draw the same masks (an integer
+    hash of each replica's seed, not a generator's stream)."""
     kw = dict(vocab_size=20, embed_dim=6, replicas=3, seeds=[1, 2, 3], input_dropout=0.0, head_dropout=0.0)
     cpu = create_model("bilstm_tokens", **kw)
     gpu = create_model("bilstm_tokens", **kw).cuda()
-    cpu.replica_owner()  # the owner cache must follow the model to the device
     batch = _batch(_tokens([5, 9, 2]))
     cpu.eval(), gpu.eval()
     torch.testing.assert_close(gpu(batch["x"].cuda(), batch["lengths"]).cpu(), cpu(batch["x"], batch["lengths"]),
+                               rtol=1e-3, atol=1e-4)
+    dropping = {**kw, "input_dropout": 0.4, "head_dropout": 0.2}
+    a, b = create_model("bilstm_tokens", **dropping).train(), create_model("bilstm_tokens", **dropping).cuda().train()
+    torch.testing.assert_close(b(batch["x"].cuda(), batch["lengths"].cuda()).cpu(), a(batch["x"], batch["lengths"]),
                                rtol=1e-3, atol=1e-4)
     before = {r: gpu.replica_state(r) for r in range(3)}
     y = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))        # (B, R) a target per replica

@@ -10,7 +10,8 @@
 
 Sequence models train `targets x restarts` replicas per split (or `restarts` joint replicas with
 `joint_targets`), `parallel_restarts` of them batched into one model at a time (models/bilstm.py);
-for each target the restart with the best validation score is kept and reported on the test set.
+each replica trains exactly as it would alone (training/loop.py), so the grouping only changes the
+speed. For each target the restart with the best validation score is kept and reported on the test set.
 Baselines fit one model per target and split; `random` averages its metrics over its draws.
 """
 from __future__ import annotations
@@ -140,6 +141,20 @@ def _restart_summary(val: list[dict], test: list[dict], averaged: bool, select: 
     return q, val[q], test[q]
 
 
+def auto_parallel(n_replicas: int, device: torch.device) -> int:
+    """train.parallel_restarts=0: replicas per model. On CUDA all of a split in one model, where
+    one small LSTM leaves the device idle; on the CPU one at a time (fastest there: BENCHMARKS.md)."""
+    return n_replicas if device.type == "cuda" else 1
+
+
+def set_tf32(enabled: bool, device: torch.device) -> None:
+    """TF32 matrix products (CUDA only) as the config says; off unless asked, cuDNN included,
+    whose PyTorch default is on."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+        torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
 def fit_sequence_split(cfg, factory, dataset, split: Split, k: int, context: dict, device, out: Path) -> dict:
     task, loop, params = cfg[cfg.task], cfg.train, OmegaConf.to_container(cfg[cfg.model])
     n_targets, Q = dataset.targets.shape[1], task.restarts
@@ -150,15 +165,12 @@ def fit_sequence_split(cfg, factory, dataset, split: Split, k: int, context: dic
         replicas = [(t, q) for t in range(n_targets) for q in range(Q)]
         target_index = torch.tensor([[t] for t, _ in replicas])                    # (T*Q, 1)
     scale = TargetScale.fit(dataset.targets[split.train])
-    # auto (0): on a GPU one batched model for all replicas; on the CPU one at a time, where the
-    # block-diagonal LSTM's wasted multiplications cost more than the batching saves
-    chunk = loop.parallel_restarts or (len(replicas) if device.type == "cuda" else 1)
+    chunk = loop.parallel_restarts or auto_parallel(len(replicas), device)
     val_pred, test_pred, curves, states, best_epoch = [], [], [], {}, []
     for c0 in range(0, len(replicas), chunk):
         reps, ti = replicas[c0:c0 + chunk], target_index[c0:c0 + chunk]
         seeds = [seed_for(cfg.seed, k, t + 1, q) for t, q in reps]  # t = -1: joint replica
         model = factory(**params, **context, n_outputs=ti.shape[1], replicas=len(reps), seeds=seeds)
-        torch.manual_seed(seed_for(cfg.seed, k, c0 + 1))  # dropout; the batch order is the same for every replica
         result = fit(model, dataset, split.train, split.val, target_index=ti, scale=scale, device=device,
                      lr=loop.lr, batch_size=loop.batch_size, max_epochs=loop.max_epochs, patience=loop.patience,
                      bucket=loop.bucket, seed=seed_for(cfg.seed, k), log_path=out / "train_log.jsonl")
@@ -167,7 +179,7 @@ def fit_sequence_split(cfg, factory, dataset, split: Split, k: int, context: dic
         test_pred.append(evaluate(model, dataset, split.test, **kw)[0])
         best_epoch += result.best_epoch.tolist()
         for r in range(len(reps)):
-            curves.append({"train_loss": [e[r] for e in result.train_loss], "val_loss": [e[r] for e in result.val_loss]})
+            curves.append(result.curve(r))
             states[c0 + r] = model.replica_state(r)  # CPU copies; dropped below except the selected ones
         kwargs = dict(model.kw)  # rebuilds one replica: BiLSTMRegressor(**kwargs)
     val_pred, test_pred = torch.cat(val_pred, 1), torch.cat(test_pred, 1)         # (n, G, n_outputs)
@@ -243,8 +255,7 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
     dataset, context = load_dataset(cfg, model, labels, targets)
     splits = make_splits(cfg, labels, dataset)
     sequence_model = model.kind == "sequence"
-    if device.type == "cuda":
-        torch.set_float32_matmul_precision("high")  # TF32 for the head and the batched input projections
+    set_tf32(cfg.train.tf32, device)
     features = None
     if not sequence_model:
         features = model.factory(**OmegaConf.to_container(cfg[cfg.model])).featurize(dataset)
@@ -294,6 +305,7 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
     writer.add_hparams(hparams, {f"hparam/test_{m}": v for m, v in mean.items()}, run_name=".")
     writer.close()
     metrics = {"task": cfg.task, "model": cfg.model, "protocol": task.protocol, "targets": summary,
-               "mean_over_targets": mean, "n_items": len(dataset), "seconds": round(time.time() - start, 1)}
+               "mean_over_targets": mean, "n_items": len(dataset), "seconds": round(time.time() - start, 1),
+               "device": device.type, "tf32": bool(cfg.train.tf32 and device.type == "cuda")}
     save_json(metrics, out / names.METRICS)
     return metrics

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -28,20 +29,55 @@ KEOPS_CACHE_ENV = "FACEVOCAB_KEOPS_CACHE"
 
 
 # ------------------------------------------------------------------------------------ assignment
+_warned: set[str] = set()   # fallback reasons already warned about in this process
+
+
+def keops_gpu_problem() -> str | None:
+    """Why KeOps cannot compile for the GPU here (None when it can)."""
+    _keops_lazy_tensor()
+    import pykeops.config
+    if not pykeops.config.gpu_available:
+        return "KeOps found no CUDA toolkit (nvrtc and the CUDA headers) to compile its GPU kernels"
+    return None
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """auto: keops on CUDA (torch, with a warning, where KeOps cannot compile for the GPU), torch on CPU."""
+    """The backend that will run: auto is keops on CUDA (torch, with one warning per process, where
+    KeOps cannot compile for the GPU) and torch on the CPU. backend=keops on CUDA without a working
+    toolkit is an error; on the CPU it runs KeOps' CPU kernels (compiled with the C++ compiler)."""
+    return backend_report(backend, device)["ran"]
+
+
+def backend_report(backend: str, device: torch.device) -> dict:
+    """{"asked", "ran", "fallback"}: what was asked for, what runs, and why auto fell back (or None)."""
     if backend not in ("auto", "keops", "torch"):
         raise ValueError(f"backend={backend!r}: expected auto, keops or torch")
     if device.type != "cuda" or backend == "torch":
-        return "torch" if backend == "auto" else backend
-    _keops_lazy_tensor()
-    import pykeops.config
-    if pykeops.config.gpu_available:
-        return "keops"
+        return {"asked": backend, "ran": "torch" if backend == "auto" else backend, "fallback": None}
+    problem = keops_gpu_problem()
+    if problem is None:
+        return {"asked": backend, "ran": "keops", "fallback": None}
     if backend == "keops":
-        raise RuntimeError("backend=keops on CUDA tensors, but KeOps found no CUDA toolkit (nvrtc); use backend=torch")
-    warnings.warn("KeOps cannot compile for the GPU here (no CUDA toolkit found): using backend=torch", stacklevel=2)
-    return "torch"
+        raise ValueError(f"backend=keops on CUDA tensors, but {problem}; install the CUDA toolkit or use backend=torch")
+    if problem not in _warned:
+        _warned.add(problem)
+        warnings.warn(f"backend=auto: {problem}; using backend=torch", stacklevel=3)
+    return {"asked": backend, "ran": "torch", "fallback": problem}
+
+
+def keops_build_folder(root: str) -> str:
+    """One KeOps build folder per host, CUDA version, GPU architecture and local rank: binaries
+    compiled for one GPU or toolkit never load on another, and torchrun ranks of one node never
+    compile into the same folder at once."""
+    cuda = torch.version.cuda or "none"
+    if torch.cuda.is_available():
+        rank = int(os.environ.get("LOCAL_RANK", "0"))
+        major, minor = torch.cuda.get_device_capability(rank % torch.cuda.device_count())
+        arch = f"sm{major}{minor}"
+    else:
+        arch = "cpu"
+    key = f"{socket.gethostname()}-cuda{cuda}-{arch}-rank{os.environ.get('LOCAL_RANK', '0')}"
+    return os.path.join(root, key)
 
 
 def default_chunk(backend: str, device: torch.device, k: int) -> int:
@@ -60,9 +96,8 @@ def _keops_lazy_tensor():
     global _LazyTensor
     if _LazyTensor is None:
         import pykeops
-        folder = os.environ.get(KEOPS_CACHE_ENV, os.path.expanduser("~/.cache/keops-facevocab"))
-        # torchrun: ranks of one node would compile the same kernels into one folder at once
-        pykeops.set_build_folder(os.path.join(folder, f"rank{os.environ.get('LOCAL_RANK', '0')}"))
+        pykeops.set_build_folder(keops_build_folder(
+            os.environ.get(KEOPS_CACHE_ENV, os.path.expanduser("~/.cache/keops-facevocab"))))
         pykeops.set_verbose(False)
         from pykeops.torch import LazyTensor
         _LazyTensor = LazyTensor

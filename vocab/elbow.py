@@ -56,7 +56,7 @@ def fit_or_load(x: torch.Tensor, k: int, *, cache: str | Path, params: dict, cor
     res = km.fit(x, callback=callback, ctx=ctx)
     saved = {"k": k, "centroids": res.centroids.float().cpu(), "counts": res.counts.cpu(), "inertia": res.inertia,
              "mean_dist": res.mean_dist, "n_iter": res.n_iter, "stop": res.stop, "seconds": res.seconds,
-             "history": res.history, "restart_inertias": res.restart_inertias, "params": params,
+             "history": res.history, "restart_inertias": res.restart_inertias, "params": params, "backend": res.backend,
              "corpus_fingerprint": corpus_fingerprint}
     if ctx.is_main:
         save_torch(saved, path)

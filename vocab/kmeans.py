@@ -37,7 +37,7 @@ import torch
 
 from utils.config import at_least, between, one_of
 from utils.distributed import Dist, all_gather_rows, all_reduce_sum, broadcast
-from vocab.assign import UPDATE_ROWS, assign, cpu_threads, exact_sq_dist, over_blocks
+from vocab.assign import UPDATE_ROWS, assign, cpu_threads, exact_sq_dist, over_blocks, resolve_backend
 
 
 @dataclass
@@ -77,6 +77,7 @@ class KMeansResult:
     restart_inertias: list[float]
     history: list[dict] = field(default_factory=list)  # per iteration: inertia, reassigned fraction
     seconds: float = 0.0
+    backend: str = ""         # the assignment backend that ran (keops | torch)
 
 
 # ------------------------------------------------------------------------------------ update
@@ -101,16 +102,18 @@ def centroid_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.
 
 
 def relocate_empty(x: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor,
-                   labels: torch.Tensor, d2: torch.Tensor, ctx: Dist | None = None) -> list[int]:
+                   labels: torch.Tensor, d2: torch.Tensor, ctx: Dist | None = None,
+                   restarts: list[int] | None = None) -> list[int]:
     """Re-seed empty clusters with the frames farthest from their centres (as scikit-learn does).
 
     Each such frame becomes the sole member of an empty cluster and is taken out of its old
     cluster's sum; modifies sums (R, k, D) and counts (R, k) (already summed over ranks) in place;
     returns, per restart, how many clusters were re-seeded. With several ranks each offers its own
-    farthest frames: the farthest of all are among them.
+    farthest frames: the farthest of all are among them. `restarts`: those known to have empty
+    clusters (found here, at the cost of a device synchronisation, when None).
     """
     moved = [0] * counts.shape[0]
-    for r in torch.nonzero((counts == 0).any(1)).flatten().tolist():
+    for r in (torch.nonzero((counts == 0).any(1)).flatten().tolist() if restarts is None else restarts):
         empty = torch.nonzero(counts[r] == 0).flatten()       # (E,)
         E = len(empty)
         mine = torch.topk(d2[r], min(E, d2.shape[1])).indices  # (<= E,) this rank's farthest frames
@@ -194,17 +197,21 @@ def lloyd(x: torch.Tensor, init: torch.Tensor, *, max_iter: int = 300, tol: floa
     prev_inertia = [math.inf] * R
     active = list(range(R))
     labels_old = None                                      # (A, N) labels of the active restarts
+    rows = torch.arange(R, device=x.device)                 # (A,) the active restarts, on the device
     for it in range(1, max_iter + 1):
-        rows = torch.tensor(active, device=x.device)
         labels, d2 = assign(x, centres[rows], backend=backend, chunk=chunk)  # (A, N) each
         sums, counts = (all_reduce_sum(t, ctx) for t in centroid_sums(x, labels, k))  # (A, k, D) f64, (A, k)
-        moved = relocate_empty(x, sums, counts, labels, d2, ctx)
+        # the iteration's one wait for the device: inertia of the centres it started from, frames
+        # that changed cluster and empty clusters, per restart: (3, A)
+        changed = (labels != labels_old).sum(1) if labels_old is not None else labels.new_zeros(len(labels))
+        stats = torch.cat([all_reduce_sum(torch.stack([d2.sum(1, dtype=torch.float64), changed.double()]), ctx),
+                           (counts == 0).sum(1).double()[None]])                      # counts: summed already
+        inertia, changed, empty = stats.tolist()
+        changed = [int(c) for c in changed] if labels_old is not None else [N] * len(active)
+        with_empty = [j for j, e in enumerate(empty) if e > 0]
+        moved = relocate_empty(x, sums, counts, labels, d2, ctx, restarts=with_empty) if with_empty else [0] * len(active)
         new = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None], centres[rows].double())
         centres[rows] = new.to(x.dtype)
-        # inertia of the centres this iteration started from, and frames that changed cluster: (2, A)
-        changed = (labels != labels_old).sum(1) if labels_old is not None else labels.new_zeros(len(labels))
-        inertia, changed = all_reduce_sum(torch.stack([d2.sum(1, dtype=torch.float64), changed.double()]), ctx).tolist()
-        changed = [int(c) for c in changed] if labels_old is not None else [N] * len(active)
         keep = []
         for j, r in enumerate(active):
             frac = changed[j] / N
@@ -223,7 +230,9 @@ def lloyd(x: torch.Tensor, init: torch.Tensor, *, max_iter: int = 300, tol: floa
                 stop[r] = "inertia"
             else:
                 keep.append(j)
-        labels_old = labels if len(keep) == len(active) else labels[keep]
+        if len(keep) < len(active):
+            labels, rows = labels[keep], rows[keep]
+        labels_old = labels
         active = [active[j] for j in keep]
         if not active:
             break
@@ -311,8 +320,9 @@ class KMeans:
         init = (init if init.ndim == 3 else init[None]).to(device=x.device, dtype=x.dtype)
         if init.shape[1:] != (self.k, x.shape[1]):
             raise ValueError(f"init has shape {tuple(init.shape)}, expected (R, {self.k}, {x.shape[1]})")
+        backend = resolve_backend(self.backend, x.device)           # once: auto warns once, keops may refuse
         kw = dict(max_iter=self.max_iter, tol=self.tol, reassign_tol=self.reassign_tol,
-                  backend=self.backend, chunk=self.chunk, callback=callback, ctx=ctx)
+                  backend=backend, chunk=self.chunk, callback=callback, ctx=ctx)
         with cpu_threads() if x.device.type == "cpu" else contextlib.nullcontext():
             if self.batch_restarts:
                 results = lloyd(x, init, **kw)
@@ -325,6 +335,7 @@ class KMeans:
             res.restart = r
         best = min(results, key=lambda res: res.inertia)
         best.restart_inertias = [res.inertia for res in results]
+        best.backend = backend
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         best.seconds = time.perf_counter() - start

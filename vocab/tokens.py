@@ -300,6 +300,7 @@ def write_vocab_tsv(path: str | Path, vocab: Vocabulary, tokens: Tokens | None, 
     tokens, labels and dist None) the specials' counts and every mean_dist are 'nan'."""
     k = vocab.k
     names = vocab.token_names
+    centroids, counts = vocab.centroids.float().cpu(), vocab.counts.cpu()   # once: the rows below read them per centre
     if labels is None:
         mean = torch.full((k,), float("nan"))
         rows = ["token\tid\tcount\tmean_dist\tdominant_aus",
@@ -314,7 +315,7 @@ def write_vocab_tsv(path: str | Path, vocab: Vocabulary, tokens: Tokens | None, 
         rows = ["token\tid\tcount\tmean_dist\tdominant_aus",
                 f"<unk>\t{UNK}\t{int(unk.sum())}\t{float(dist[unk].mean()) if bool(unk.any()) else float('nan'):.4f}\t-",
                 f"<start>\t{START}\t{n_seq}\tnan\t-", f"<end>\t{END}\t{n_seq}\tnan\t-"]
-    for c in range(k):
-        rows.append(f"{names[c + N_SPECIAL]}\t{c + N_SPECIAL}\t{int(vocab.counts[c])}\t{float(mean[c]):.4f}\t"
-                    f"{dominant_aus(vocab.centroids[c], vocab.au_names, min_intensity=min_intensity, top=top)}")
+    for c, (n, m) in enumerate(zip(counts.tolist(), mean.tolist())):
+        rows.append(f"{names[c + N_SPECIAL]}\t{c + N_SPECIAL}\t{n}\t{m:.4f}\t"
+                    f"{dominant_aus(centroids[c], vocab.au_names, min_intensity=min_intensity, top=top)}")
     save_text("\n".join(rows) + "\n", path)

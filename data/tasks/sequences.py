@@ -90,7 +90,7 @@ class SequenceDataset(Dataset):
 
 
 def pad_collate(batch: list[dict]) -> dict:
-    """Pad to the longest sequence of the batch; `lengths` stays on the CPU as packing requires."""
+    """Pad to the longest sequence of the batch; `lengths` (B,) int64 on the CPU, moved with x."""
     lengths = torch.tensor([len(item["x"]) for item in batch], dtype=torch.long)
     x = torch.nn.utils.rnn.pad_sequence([item["x"] for item in batch], batch_first=True)  # (B, T, ...) 
     return {"x": x, "lengths": lengths,
@@ -137,12 +137,14 @@ class LengthBucketSampler(Sampler[list[int]]):
 
 
 def make_loader(dataset: Dataset, indices: Sequence[int] | None = None, *, batch_size: int = 8,
-                shuffle: bool = False, seed: int = 0, bucket: bool = True) -> DataLoader:
-    """A loader over `indices` of `dataset` (all when None), bucketed by length when `bucket`."""
+                shuffle: bool = False, seed: int = 0, bucket: bool = True, pin: bool = False) -> DataLoader:
+    """A loader over `indices` of `dataset` (all when None), bucketed by length when `bucket`;
+    `pin`: batches in pinned host memory, so that copying them to a GPU does not wait."""
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
     lengths = dataset.lengths if indices is None else dataset.lengths[torch.as_tensor(list(indices), dtype=torch.long)]
     if bucket:
         sampler = LengthBucketSampler(lengths, batch_size=batch_size, shuffle=shuffle, seed=seed)
-        return DataLoader(subset, batch_sampler=sampler, collate_fn=pad_collate)
+        return DataLoader(subset, batch_sampler=sampler, collate_fn=pad_collate, pin_memory=pin)
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(subset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=pad_collate)
+    return DataLoader(subset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=pad_collate,
+                      pin_memory=pin)
