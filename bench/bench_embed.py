@@ -4,8 +4,12 @@
     .venv/bin/python bench/bench_embed.py --device cuda        # GPU: also times 1000 GloVe epochs
     .venv/bin/python bench/bench_embed.py --tokens 500000      # smaller
 
-Tokens: sequences of geometric length (mean 35 frames, about the paper's 5.3M frames / 150K videos)
-between <start> and <end>, clusters drawn from a Zipf-like law with some persistence, ~2 % <unk>.
+Tokens (--source): `synth` (default) tokenises the synthetic generator's corpus with its states at
+the paper's published 1000 centres (bench/synth_frames.py) by those centres and counts (the paper's
+<unk> rule: count <= 500 or distance > 1.75), so V = 1003 and the co-occurrence has the real
+sparsity; without the published folder, or with `--source zipf`: sequences of geometric length (mean
+35 frames, about the paper's 5.3M frames / 150K videos) between <start> and <end>, clusters drawn
+from a Zipf-like law with some persistence, ~2 % <unk>.
 References: co-occurrence with `np.add.at` per offset (the plain NumPy way); GloVe as the
 `mittens` package trains it (dense V x V full batch, float64, AdaGrad with accumulators from 0.1).
 Prints a Markdown table for BENCHMARKS.md.
@@ -13,6 +17,7 @@ Prints a Markdown table for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -48,6 +53,21 @@ def make_tokens(n_tokens: int, vocab: int, mean_length: float, seed: int) -> tup
     tokens[offsets[:-1]] = 1
     tokens[offsets[1:] - 1] = 2
     return torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(offsets.astype(np.int64))
+
+
+def synth_tokens(n_frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Tokens of the generator's frames at the published vocabulary, by the published centres, or None."""
+    from synth_frames import generator_frames, vocab_dir
+    from vocab.assign import assign
+    from vocab.tokens import frame_tokens, with_boundaries
+    got = generator_frames(n_frames, seed=seed, workers=os.cpu_count() or 1)
+    if got is None:
+        return None
+    saved = torch.load(vocab_dir() / "centroids.pt")
+    frames, offsets = torch.from_numpy(got[0]), torch.from_numpy(got[1])
+    labels, d2 = assign(frames, saved["centroids"])
+    tokens = frame_tokens(labels, d2.clamp_min(0).sqrt(), saved["counts"], min_count=501, max_dist=1.75)
+    return with_boundaries(tokens, offsets)
 
 
 def numpy_cooccurrence(tokens: np.ndarray, offsets: np.ndarray, vocab: int, window: int) -> np.ndarray:
@@ -110,12 +130,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--source", choices=["synth", "zipf"], default="synth",
+                    help="synth: the generator at the published vocabulary (fallback: zipf)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     epochs = args.epochs or (1000 if device.type == "cuda" else 30)
-    tokens, offsets = make_tokens(args.tokens, args.vocab, args.mean_length, seed=0)
+    got = synth_tokens(args.tokens, seed=0) if args.source == "synth" else None
+    if got is not None:
+        tokens, offsets = got
+        args.vocab = 1000 + 3
+        print("tokens: the generator at the published vocabulary, tokenised by its centres (bench/synth_frames.py)")
+    else:
+        tokens, offsets = make_tokens(args.tokens, args.vocab, args.mean_length, seed=0)
     what = (f"{tokens.numel():,} tokens in {offsets.numel() - 1:,} sequences, V = {args.vocab}, window {args.window}; "
             f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}, "
             f"{torch.get_num_threads()} torch threads); torch {torch.__version__}, numpy {np.__version__}")

@@ -4,8 +4,10 @@
     python bench/bench_kmeans.py --sizes 5300000 --device cuda  # the paper's shape on a GPU
     python bench/bench_kmeans.py --paper --device cuda --sweep  # + the 7-k sweep, each k to convergence
 
-Data: AU-like frames (17 intensities in [0, 5], mostly near zero) drawn around 300 sparse
-expression prototypes. For each size:
+Data (--frames): `synth` (default) is the synthetic generator with its states at the paper's
+published 1000 centres (bench/synth_frames.py: the real geometry, simulated at 5 fps); when the
+published folder is absent, or with `--frames prototypes`, AU-like frames (17 intensities in
+[0, 5], mostly near zero) drawn around 300 sparse expression prototypes. For each size:
 - per-iteration time: (time of 1 + I iterations - time of 1 iteration) / I, which cancels each
   library's set-up and final pass; the best of --repeat runs; CUDA timings are synchronised;
 - final inertia: each method from the same k-means++ centres, to its own convergence rule
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vocab.elbow import seed_for  # noqa: E402
+from utils.seeds import seed_for  # noqa: E402
 from vocab.assign import assign, exact_sq_dist  # noqa: E402
 from vocab.kmeans import KMeans  # noqa: E402
 
@@ -52,6 +54,18 @@ def au_like_frames(n: int, *, seed: int = 0, n_protos: int = 300) -> np.ndarray:
         which = rng.integers(n_protos, size=m)
         out[s:s + m] = np.clip(protos[which] * rng.uniform(0.5, 1.2, (m, 1)) + rng.normal(0, 0.35, (m, D)), 0, 5)
     return out
+
+
+def bench_frames(n: int, args) -> np.ndarray:
+    """(n, 17) float32 frames of the chosen source (see the module docstring), saying which."""
+    if args.frames == "synth":
+        from synth_frames import generator_frames
+        got = generator_frames(n, seed=args.seed, workers=os.cpu_count() or 1)
+        if got is not None:
+            print(f"[frames] N = {n}: the generator at the published vocabulary (bench/synth_frames.py)")
+            return got[0]
+        print("[frames] no published vocabulary here: sparse prototypes instead")
+    return au_like_frames(n, seed=args.seed)
 
 
 def proc_status_mib(key: str) -> float:
@@ -162,7 +176,7 @@ def converge_in_child(method, data: Path, args, device) -> dict:
 
 # -------------------------------------------------------------------------------- driver
 def bench_size(n, k, args, device):
-    xn = au_like_frames(n, seed=args.seed)
+    xn = bench_frames(n, args)
     x = torch.from_numpy(xn).to(device)
     init = KMeans(k=k, seed=args.seed).init_centres(x)[0]       # (k, D) k-means++ on <= 200k frames
     initn = init.cpu().numpy()
@@ -198,7 +212,7 @@ def bench_size(n, k, args, device):
 
 def bench_restarts(n, k, args, device):
     """n_init restarts in one batched reduction against one after another, fixed iterations."""
-    x = torch.from_numpy(au_like_frames(n, seed=args.seed)).to(device)
+    x = torch.from_numpy(bench_frames(n, args)).to(device)
     out = {}
     for batched in (True, False):
         km = KMeans(k=k, n_init=args.n_init, max_iter=args.iters, tol=0, reassign_tol=0, batch_restarts=batched,
@@ -213,7 +227,7 @@ def bench_restarts(n, k, args, device):
 
 def bench_sweep(n, ks, args, device):
     """The elbow sweep as cluster.py runs it: k-means++ and Lloyd to convergence for every k."""
-    x = torch.from_numpy(au_like_frames(n, seed=args.seed)).to(device)
+    x = torch.from_numpy(bench_frames(n, args)).to(device)
     KMeans(k=ks[0], max_iter=2).fit(x)  # warm-up
     total, rows = 0.0, []
     print(f"\nsweep at N = {n} on {device}:")
@@ -242,6 +256,8 @@ def main():
     p.add_argument("--n-init", type=int, default=0, help="also time batched against serial restarts")
     p.add_argument("--sweep", action="store_true", help=f"also time the sweep {PAPER_SWEEP} at the largest size")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", choices=["synth", "prototypes"], default="synth",
+                   help="synth: the generator at the published vocabulary (fallback: prototypes)")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--child-data", help=argparse.SUPPRESS)

@@ -1,28 +1,40 @@
 """The synthetic face: subject parameters from traits, a semi-Markov state sequence, AU signals.
 
 A video is a sequence of expression episodes. The state sequence is semi-Markov: the next state
-is drawn from the subject's transition matrix (structure x subject preferences), and the dwell
-time from a log-normal around the state's median scaled by the subject's tempo. At each episode
-start the AU vector ramps (smoothstep) from the previous target to the new one: onset, apex, and
-the offset is the onset of the next, usually neutral, episode. On top: slow apex wobble, jaw
-oscillation while talking, blinks as a fast point process, tonic per-subject activity, OpenFace-
-like noise with its floor at 0, and bursts of low-confidence and failed tracking.
+is drawn by family (structure x subject preferences) and then within the family by the subject's
+preference for each state, never the current one; the dwell time is log-normal around the family's
+median, scaled by the subject's tempo. At each episode start the AU vector ramps (smoothstep) from
+the previous target to the new one: onset, apex, and the offset is the onset of the next episode.
+An episode's target is the subject's own resting level plus the state's excess over the common
+resting level, scaled by the subject's gains and the episode's amplitude. On top: slow apex wobble,
+jaw oscillation while talking, blinks as a fast point process, per-AU jitter (calibrated to the
+frame-to-frame change of real OpenFace output), the calibrated per-AU offset, OpenFace's floor at 0,
+and bursts of low-confidence and failed tracking. Everything is in frames, so any fps works.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 
 from data.openface.format import AU_INTENSITY
-from data.synth.states import (DWELL_S, FAMILY_BASE, FAMILY_LOADINGS, NEUTRAL, RAMP_S, SPEECH,
-                               STATE_FAMILY, TRAIT_CORR, TRAITS, affinity, prototypes)
+from data.synth.states import (FAMILIES, FAMILY_LOADINGS, TRAIT_CORR, TRAITS, StateTable,
+                               family_affinity)
 
 AU = {name: i for i, name in enumerate(AU_INTENSITY)}
-PROTOTYPES = prototypes()   # (n_states, 17)
-AFFINITY = affinity()       # (n_states, n_states)
+FAMILY_AFFINITY = family_affinity()   # (F, F)
+SPEECH_FAMILY = FAMILIES.index("speech")
+NEUTRAL_FAMILY = FAMILIES.index("neutral")
 _TRAIT_CHOL = np.linalg.cholesky(TRAIT_CORR)
+
+
+@dataclass
+class Dynamics:
+    """The calibrated per-AU figures the behaviour model takes from a calibration (see generate.py)."""
+    offset: np.ndarray        # (17,) added to every frame before the floor at 0
+    jitter: np.ndarray        # (17,) sd of the frame jitter
+    jitter_frames: float      # its smoothing width, frames
+    dwell_scale: float        # multiplies every family's median dwell
 
 
 def draw_traits(rng: np.random.Generator) -> np.ndarray:  # (len(TRAITS),) correlated N(0, 1)
@@ -32,48 +44,58 @@ def draw_traits(rng: np.random.Generator) -> np.ndarray:  # (len(TRAITS),) corre
 @dataclass
 class Subject:
     traits: np.ndarray        # (n_traits,)
-    start_p: np.ndarray       # (n_states,) first-state distribution
-    trans_cum: list           # per state: cumulative next-state probabilities (python lists, for bisect)
+    table: StateTable
+    pref: np.ndarray          # (n_states,) preference for entering each state (sums to 1)
+    family_cum: np.ndarray    # (F, F) cumulative probabilities of the next family given the current
+    members: list             # per family: state indices (int64 arrays)
+    member_cum: list          # per family: cumulative within-family preferences
     dwell: np.ndarray         # (n_states,) median dwell, frames
     ramp: np.ndarray          # (n_states,) median onset ramp, frames
-    gains: np.ndarray         # (17,) per-AU gain
-    tonic: np.ndarray         # (17,) resting activity
+    gains: np.ndarray         # (17,) per-AU gain on excess over rest
+    rest: np.ndarray          # (17,) this subject's resting level
     blink_rate: float         # blinks per second
     blink_amp: float
-    noise_sd: float
+    noise: float              # multiplier of the calibrated jitter
     dropout: float            # multiplier of the low-confidence / failure burst rates
 
     def summary(self, fps: float) -> dict[str, float]:
         """Derived quantities saved next to the traits (for tests and inspection)."""
-        return {"mean_dwell_s": float(np.dot(self.start_p, self.dwell) / fps),
-                "mean_ramp_s": float(np.dot(self.start_p, self.ramp) / fps),
-                "neutral_share": float(self.start_p[NEUTRAL].sum()),
+        fam = self.table.family
+        return {"mean_dwell_s": float(np.dot(self.pref, self.dwell) / fps),
+                "mean_ramp_s": float(np.dot(self.pref, self.ramp) / fps),
+                "neutral_share": float(self.pref[fam == NEUTRAL_FAMILY].sum()),
                 "blinks_per_min": 60.0 * self.blink_rate, "mean_gain": float(self.gains.mean())}
 
 
-def make_subject(traits: np.ndarray, rng: np.random.Generator, *, fps: float) -> Subject:
+def make_subject(traits: np.ndarray, rng: np.random.Generator, *, fps: float, table: StateTable,
+                 dynamics: Dynamics) -> Subject:
     t = dict(zip(TRAITS, traits))
-    log_pref = FAMILY_BASE[STATE_FAMILY] + FAMILY_LOADINGS[STATE_FAMILY] @ traits
-    log_pref = log_pref + 0.35 * rng.standard_normal(len(log_pref))  # idiosyncratic habits
-    pref = np.exp(log_pref)
-    trans = AFFINITY * pref[None, :]
-    trans /= trans.sum(axis=1, keepdims=True)
+    fam = table.family
+    log_pref = table.log_pref + FAMILY_LOADINGS[fam] @ traits
+    log_pref = log_pref + 0.35 * rng.standard_normal(table.n)   # idiosyncratic habits
+    pref = np.exp(log_pref - log_pref.max())
+    pref /= pref.sum()
+    members = [np.flatnonzero(fam == f) for f in range(len(FAMILIES))]
+    mass = np.array([pref[m].sum() for m in members])            # (F,)
+    fam_p = FAMILY_AFFINITY * mass[None, :]
+    fam_p /= np.maximum(fam_p.sum(axis=1, keepdims=True), 1e-300)
+    member_cum = [np.cumsum(pref[m]) / max(pref[m].sum(), 1e-300) for m in members]
     speed = np.exp(0.35 * t["tempo"] + 0.1 * rng.standard_normal())
-    dwell = DWELL_S * fps / speed
-    dwell[NEUTRAL] *= np.exp(-0.25 * t["expressivity"])  # expressive faces rest less
-    ramp = RAMP_S * fps / np.exp(0.45 * t["tempo"] + 0.1 * rng.standard_normal())
+    dwell = table.dwell_s * dynamics.dwell_scale * fps / speed
+    dwell[fam == NEUTRAL_FAMILY] *= np.exp(-0.25 * t["expressivity"])  # expressive faces rest less
+    ramp = table.ramp_s * fps / np.exp(0.45 * t["tempo"] + 0.1 * rng.standard_normal())
     gains = np.exp(0.25 * t["expressivity"] + 0.2 * rng.standard_normal(len(AU)))
-    tonic = np.where(rng.random(len(AU)) < 0.2, rng.uniform(0.1, 0.6, len(AU)), 0.0)
-    tension = max(t["tension"], 0.0)
-    for au, k in (("AU04", 0.15), ("AU07", 0.2), ("AU23", 0.1)):
-        tonic[AU[au]] += k * tension
-    tonic[AU["AU12"]] += 0.1 * max(t["positivity"], 0.0)
+    rest = table.rest * np.exp(0.35 * rng.standard_normal(len(AU)))
+    tension, positivity = max(t["tension"], 0.0), max(t["positivity"], 0.0)
+    for au, k in (("AU04", 0.25), ("AU07", 0.25), ("AU23", 0.1), ("AU17", 0.1)):
+        rest[AU[au]] += k * tension
+    rest[AU["AU12"]] += 0.15 * positivity
     return Subject(
-        traits=np.asarray(traits, dtype=np.float64), start_p=pref / pref.sum(),
-        trans_cum=np.cumsum(trans, axis=1).tolist(), dwell=dwell, ramp=ramp, gains=gains, tonic=tonic,
+        traits=np.asarray(traits, dtype=np.float64), table=table, pref=pref, family_cum=np.cumsum(fam_p, axis=1),
+        members=members, member_cum=member_cum, dwell=dwell, ramp=ramp, gains=gains, rest=rest,
         blink_rate=(16 / 60) * float(np.exp(0.35 * t["blinkiness"] + 0.1 * t["tension"]
                                             + 0.15 * rng.standard_normal())),
-        blink_amp=float(rng.uniform(1.6, 3.2)), noise_sd=float(rng.uniform(0.04, 0.1)),
+        blink_amp=float(rng.uniform(1.6, 3.2)), noise=float(np.exp(0.2 * rng.standard_normal())),
         dropout=float(np.exp(0.5 * rng.standard_normal())))
 
 
@@ -86,22 +108,33 @@ def smooth_noise(rng: np.random.Generator, n: int, k: int, width: float) -> np.n
     return (c2[w:] - c2[:-w])[:n] / np.sqrt((2 * w * w + 1) * w / 3)
 
 
+def _next_state(sub: Subject, s: int, u: np.ndarray) -> int:
+    """Family by affinity x preference mass, then a state of it by preference; never s itself
+    (a state alone in its family hands over to another family)."""
+    fam = sub.table.family
+    for k in range(0, len(u) - 1, 2):
+        f = min(int(np.searchsorted(sub.family_cum[fam[s]], u[k], side="right")), len(FAMILIES) - 1)
+        m = sub.members[f]
+        if len(m) == 0:
+            continue
+        j = int(m[min(int(np.searchsorted(sub.member_cum[f], u[k + 1], side="right")), len(m) - 1)])
+        if j != s:
+            return j
+    return int(np.argmax(np.where(np.arange(sub.table.n) == s, -1.0, sub.pref)))   # all draws hit s
+
+
 def sample_episodes(sub: Subject, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Semi-Markov chain covering n frames: state (K,) and dwell in frames (K,), sum(dwell) >= n."""
     states, durs, total = [], [], 0
-    s = int(np.searchsorted(np.cumsum(sub.start_p), rng.random(), side="right"))
+    s = int(np.searchsorted(np.cumsum(sub.pref), rng.random(), side="right"))
+    s = min(s, sub.table.n - 1)
     while total < n:
-        batch = max(8, int(2 * (n - total) / sub.dwell.min()) // 8)
-        u, z = rng.random(batch).tolist(), rng.standard_normal(batch)
-        d_batch = np.maximum(2, np.rint(sub.dwell[None, :] * np.exp(0.5 * z)[:, None])).astype(int)
-        for k in range(batch):
-            d = int(d_batch[k, s])
-            states.append(s)
-            durs.append(d)
-            total += d
-            if total >= n:
-                break
-            s = min(bisect_right(sub.trans_cum[s], u[k]), len(sub.trans_cum) - 1)
+        d = int(max(2, round(sub.dwell[s] * np.exp(0.5 * rng.standard_normal()))))
+        states.append(s)
+        durs.append(d)
+        total += d
+        if total < n:
+            s = _next_state(sub, s, rng.random(16))
     return np.array(states, dtype=np.int64), np.array(durs, dtype=np.int64)
 
 
@@ -126,30 +159,30 @@ class VideoSignals:
     blink_onsets: np.ndarray  # (B,) int64 frame indices
 
 
-def simulate_video(sub: Subject, n: int, rng: np.random.Generator, *, fps: float,
+def simulate_video(sub: Subject, n: int, rng: np.random.Generator, *, fps: float, dynamics: Dynamics,
                    low_conf_per_min: float, fail_per_min: float) -> VideoSignals:
     states, durs = sample_episodes(sub, n, rng)
     k = len(states)
+    table = sub.table
     seg = np.repeat(np.arange(k), durs)[:n]                      # (n,) episode of each frame
     t_in = np.arange(n) - (np.cumsum(durs) - durs)[seg]           # frames since episode start
-    amp = np.exp(0.25 * rng.standard_normal((k, 1)) + 0.15 * rng.standard_normal((k, len(AU))))
-    target = PROTOTYPES[states] * sub.gains * amp                 # (K, 17) apex of each episode
+    amp = np.exp(0.2 * rng.standard_normal((k, 1)) + 0.1 * rng.standard_normal((k, len(AU))))
+    target = sub.rest + (table.prototypes[states] - table.rest) * sub.gains * amp   # (K, 17) apex
     prev = np.vstack([target[:1], target[:-1]])
     ramp = np.clip(sub.ramp[states] * np.exp(0.3 * rng.standard_normal(k)), 1.0, 0.8 * durs)
     p = np.clip((t_in + 1) / ramp[seg], 0.0, 1.0)
     w = (p * p * (3 - 2 * p))[:, None]                            # smoothstep onset
     x = prev[seg] + (target[seg] - prev[seg]) * w
-    x *= np.exp(0.12 * smooth_noise(rng, n, len(AU), 0.3 * fps))  # apex is never flat
+    x *= np.exp(0.1 * smooth_noise(rng, n, len(AU), 0.3 * fps))   # apex is never flat
 
     # talking: the jaw oscillates at syllable rate (~4 Hz) while in a speech state
-    sp = SPEECH[states].astype(np.float64)
-    sp_w = (np.concatenate([sp[:1], sp[:-1]])[seg] + (sp - np.concatenate([sp[:1], sp[:-1]]))[seg] * w[:, 0])
+    sp = (table.family[states] == SPEECH_FAMILY).astype(np.float64)
+    sp_prev = np.concatenate([sp[:1], sp[:-1]])
+    sp_w = sp_prev[seg] + (sp - sp_prev)[seg] * w[:, 0]
     freq = 4.0 * np.exp(0.2 * smooth_noise(rng, n, 1, fps)[:, 0])
     osc = 0.5 + 0.5 * np.sin(np.cumsum(2 * np.pi * freq / fps) + rng.uniform(0, 2 * np.pi))
     x[:, AU["AU26"]] *= 1.0 - 0.6 * sp_w * (1.0 - osc)
     x[:, AU["AU25"]] *= 1.0 - 0.3 * sp_w * (1.0 - osc)
-    x += sub.tonic
-    x = np.where(x > 3.5, 3.5 + 1.5 * np.tanh((x - 3.5) / 1.5), x)  # regressors saturate softly below 5
 
     # blinks: gamma-distributed intervals, a fast close-open profile (~0.25 s) on AU45
     mean_gap = fps / sub.blink_rate
@@ -161,15 +194,16 @@ def simulate_video(sub: Subject, n: int, rng: np.random.Generator, *, fps: float
     impulses = np.zeros(n)
     np.add.at(impulses, onsets, sub.blink_amp * np.exp(0.2 * rng.standard_normal(len(onsets))))
     x[:, AU["AU45"]] += np.convolve(impulses, kernel)[:n]
+    x = np.where(x > 3.5, 3.5 + 1.5 * np.tanh((x - 3.5) / 1.5), x)  # regressors saturate softly below 5
 
     # tracking quality: failed bursts (success 0, everything 0) and low-confidence bursts
     failed = _bursts(rng, n, fail_per_min * sub.dropout, 8.0, fps)
     low = _bursts(rng, n, low_conf_per_min * sub.dropout, 12.0, fps) & ~failed
     conf = np.clip(0.985 - 0.04 * np.abs(smooth_noise(rng, n, 1, fps)[:, 0]), 0.9, 0.98)
     conf[low] = rng.uniform(0.35, 0.89, int(low.sum()))
-    noise = sub.noise_sd * np.sqrt(2.0) * smooth_noise(rng, n, len(AU), 1.0)
-    noise[low] *= 4.0
-    aus = np.clip(x + noise - 0.05, 0.0, 5.0)                     # OpenFace clips at 0: sparse
+    noise = sub.noise * dynamics.jitter * smooth_noise(rng, n, len(AU), dynamics.jitter_frames)
+    noise[low] *= 3.0
+    aus = np.clip(x + noise + dynamics.offset, 0.0, 5.0)           # OpenFace clips at 0: sparse
     presence = np.zeros((n, 18))
     # AU_c order is AU01..AU26 (the first 16 intensities), then AU28, AU45
     presence[:, :16] = aus[:, :16] + 0.35 * smooth_noise(rng, n, 16, 2.0) > 0.75

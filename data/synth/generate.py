@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from data.openface.format import AU_R_NAMES, openface_columns, write_openface_csv
+from data.openface.format import AU_INTENSITY, AU_R_NAMES, openface_columns, write_openface_csv
+from data.synth.behaviour import Dynamics, Subject, draw_traits, make_subject, simulate_video
 from data.synth.face import full_blocks, gaze, head_pose
-from data.synth.behaviour import Subject, draw_traits, make_subject, simulate_video
 from data.synth.plan import TASK_A_TARGETS, TASK_B_TARGETS, LABEL_WEIGHTS, add_labels, plan_videos, rng_for
-from data.synth.states import FAMILIES, STATE_FAMILY, STATE_NAMES, TRAITS, prototypes
+from data.synth.states import FAMILIES, TRAITS, StateTable, state_table
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.io import save_json, save_text, save_torch
 from utils.runs import open_run_dir
@@ -90,23 +90,117 @@ class Labels:
 
 
 @dataclass
+class Calibration:
+    """The fitted figures of the behaviour model (data/synth/calibrate.py writes them; see
+    configs/synth_calibration.yaml for the default and its sources). AU vectors in AU_INTENSITY order."""
+    source: str = ""
+    states: list[list[float]] = field(default_factory=list)   # (n_states, 17) prototypes at apex
+    shares: list[float] = field(default_factory=list)         # (n_states,) target share of frames
+    log_pref: list[float] = field(default_factory=list)       # (n_states,) fitted entry preferences; [] = from shares
+    rest: list[float] = field(default_factory=list)           # (17,) resting level
+    offset: list[float] = field(default_factory=list)         # (17,) added before the floor at 0
+    jitter: list[float] = field(default_factory=list)         # (17,) sd of the frame jitter
+    jitter_seconds: float = 0.1                               # its smoothing width
+    dwell_scale: float = 1.0                                  # multiplies the families' median dwell
+    fit: dict[str, float] = field(default_factory=dict)       # figures reached when it was fitted
+
+
+@dataclass
+class FitSettings:
+    """How `calibrate=` fits a calibration (data/synth/calibrate.py)."""
+    n_states: int = 64                  # k-means states of the reference
+    rounds: int = 4                     # simulate-and-correct rounds
+    seed: int = 0
+    probe: PretrainSizes = field(default_factory=lambda: PretrainSizes(n_subjects=80, videos_per_subject=6.0))
+
+
+@dataclass
 class SynthConfig:
     out: str = MISSING
     kind: str = "pretrain"
     seed: int = 0
     workers: int = 2                    # processes writing files; does not change the output
+    vocab: str = ""                     # a vocabulary directory: its centres become the states (counts: shares)
+    calibration_file: str = "configs/synth_calibration.yaml"  # read into `calibration`; "" = none
     pretrain: PretrainSizes = field(default_factory=PretrainSizes)
     task_a: TaskASizes = field(default_factory=TaskASizes)
     task_b: TaskBSizes = field(default_factory=TaskBSizes)
     format: FormatMix = field(default_factory=FormatMix)
     behaviour: Behaviour = field(default_factory=Behaviour)
     labels: Labels = field(default_factory=Labels)
+    calibration: Calibration = field(default_factory=Calibration)
+    calibrate: str = ""                 # a corpus or vocabulary directory: fit a calibration to it (writes out/calibration.yaml)
+    calibrate_motion: str = ""          # a corpus for the motion targets (default: `calibrate` when it is a corpus)
+    fit: FitSettings = field(default_factory=FitSettings)
+
+
+def _calibration_layer(path: str) -> list:
+    """The calibration file as a config layer under `calibration` (relative paths: from the repo)."""
+    if not path:
+        return []
+    p = Path(path)
+    p = p if p.is_absolute() or p.exists() else CONFIG_DIR.parent / p
+    if not p.exists():
+        raise ConfigError(f"calibration_file={path}: no such file")
+    return [(str(p), {"calibration": OmegaConf.load(p)})]
 
 
 def load_synth_config(overrides: Mapping[str, Any] | list[str] = ()) -> DictConfig:
-    """Schema + configs/synth.yaml + overrides ({"task_a.n_subjects": 4} or ["task_a.n_subjects=4"])."""
+    """Schema + configs/synth.yaml + the calibration file + overrides ({"task_a.n_subjects": 4} or
+    ["task_a.n_subjects=4"]); key=value pairs win over the calibration file."""
     argv = list(overrides) if not isinstance(overrides, Mapping) else [f"{k}={v}" for k, v in overrides.items()]
-    return load_config(SynthConfig, argv, DEFAULTS)
+    first = load_config(SynthConfig, argv, DEFAULTS)       # only to learn which calibration file
+    return load_config(SynthConfig, argv, DEFAULTS, before=_calibration_layer(first.calibration_file))
+
+
+def _vector(cfg, key: str, n: int) -> np.ndarray:
+    v = np.asarray(cfg.calibration[key], dtype=np.float64)
+    if v.shape != (n,):
+        raise ConfigError(f"calibration.{key} has {v.size} values, expected {n}")
+    return v
+
+
+def build_behaviour(cfg: DictConfig) -> tuple[StateTable, Dynamics]:
+    """The state table (the calibration's, or one state per centre of `vocab`) and the dynamics."""
+    D = len(AU_INTENSITY)
+    rest = _vector(cfg, "rest", D)
+    if cfg.vocab:
+        prototypes, shares = vocabulary_states(cfg.vocab)
+        table = state_table(prototypes, shares, rest)
+    else:
+        if not cfg.calibration.states:
+            raise ConfigError("calibration.states is empty: give calibration_file= or vocab=")
+        prototypes = np.asarray(cfg.calibration.states, dtype=np.float64)
+        if prototypes.ndim != 2 or prototypes.shape[1] != D:
+            raise ConfigError(f"calibration.states must be rows of {D} AU values")
+        shares = _vector(cfg, "shares", len(prototypes))
+        log_pref = _vector(cfg, "log_pref", len(prototypes)) if cfg.calibration.log_pref else None
+        table = state_table(prototypes, shares, rest, log_pref)
+    fps = float(cfg.behaviour.fps)
+    dyn = Dynamics(offset=_vector(cfg, "offset", D), jitter=_vector(cfg, "jitter", D),
+                   jitter_frames=cfg.calibration.jitter_seconds * fps, dwell_scale=cfg.calibration.dwell_scale)
+    return table, dyn
+
+
+def vocabulary_states(vocab: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(centres (m, 17), counts (m,)) of a vocabulary directory's centroids.pt (ours or an imported one);
+    centres that are not finite or have no frames are left out, AUs must be AU_INTENSITY in order."""
+    path = Path(vocab) / "centroids.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"vocab={vocab}: no centroids.pt there (a `cluster.py` output or import)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    for key in ("centroids", "counts", "au_names"):
+        if key not in saved:
+            raise ValueError(f"{path}: no '{key}' entry")
+    names = [a.removesuffix("_r") for a in saved["au_names"]]
+    if names != list(AU_INTENSITY):
+        raise ValueError(f"{path}: its AUs {names} are not the generator's {list(AU_INTENSITY)}")
+    centres = saved["centroids"].double().numpy()
+    counts = saved["counts"].double().numpy()
+    keep = np.isfinite(centres).all(axis=1) & (counts > 0)
+    if not keep.any():
+        raise ValueError(f"{path}: no finite centre with frames")
+    return np.clip(centres[keep], 0.0, 5.0), counts[keep]
 
 
 def _check(cfg: DictConfig) -> None:
@@ -142,12 +236,35 @@ def _file_variant(cfg, s: int, v: int) -> dict:
             "crlf": bool(u[3] < f.crlf_fraction), "final_newline": bool(u[4] >= f.no_final_newline_fraction)}
 
 
+_WORKER: dict = {}   # per process: the config, state table and dynamics every video of a run shares
+
+
+def _init_worker(cfg_container: dict) -> None:
+    cfg = OmegaConf.create(cfg_container)
+    table, dynamics = build_behaviour(cfg)
+    _WORKER.update(cfg=cfg, table=table, dynamics=dynamics)
+
+
+def subject(cfg, table: StateTable, dynamics: Dynamics, s: int) -> Subject:
+    """Subject s of the dataset: its traits and parameters come from its own random stream."""
+    rng = rng_for(cfg.seed, cfg.kind, 1, s)
+    return make_subject(draw_traits(rng), rng, fps=float(cfg.behaviour.fps), table=table, dynamics=dynamics)
+
+
+def video_signals(cfg, table: StateTable, dynamics: Dynamics, s: int, v: int, n: int, sub: Subject | None = None):
+    """The simulated signals of video v (n rows) of subject s: what its CSV holds."""
+    beh = cfg.behaviour
+    sub = sub or subject(cfg, table, dynamics, s)
+    return simulate_video(sub, n, rng_for(cfg.seed, cfg.kind, 2, s, v), fps=beh.fps, dynamics=dynamics,
+                          low_conf_per_min=beh.low_conf_bursts_per_min, fail_per_min=beh.failed_bursts_per_min)
+
+
 def _video(job: tuple) -> dict:
     """Simulate one video and write its CSV (unless a finished copy exists): runs in a worker."""
-    cfg, sub, s, v, n, path = job
+    s, v, n, path = job
+    cfg, table, dynamics = _WORKER["cfg"], _WORKER["table"], _WORKER["dynamics"]
     beh = cfg.behaviour
-    sig = simulate_video(sub, n, rng_for(cfg.seed, cfg.kind, 2, s, v), fps=beh.fps,
-                         low_conf_per_min=beh.low_conf_bursts_per_min, fail_per_min=beh.failed_bursts_per_min)
+    sig = video_signals(cfg, table, dynamics, s, v, n)
     variant = _file_variant(cfg, s, v)
     if not Path(path).exists():   # files appear atomically: an existing one is complete
         face_rng = rng_for(cfg.seed, cfg.kind, 4, s, v)
@@ -182,32 +299,29 @@ def generate(out: str | Path, cfg: DictConfig | Mapping[str, Any] | list[str] | 
     cfg = OmegaConf.merge(cfg, {"out": str(out)})
     _check(cfg)
     others = tuple(k for k in KINDS if k != cfg.kind)
-    out = open_run_dir(out, cfg, ignore=("out", "workers", *others))
+    out = open_run_dir(out, cfg, ignore=("out", "workers", "calibrate", "calibrate_motion", "fit", *others))
     if (out / "meta.json").exists():
         print(f"[synth] {out} already holds this dataset; reusing it")
         return out
     t0 = time.perf_counter()
     fps = float(cfg.behaviour.fps)
+    table, dynamics = build_behaviour(cfg)
     plan = plan_videos(cfg, fps)
-    subjects: list[Subject] = []
-    for s in range(len(plan.subjects)):
-        rng = rng_for(cfg.seed, cfg.kind, 1, s)
-        subjects.append(make_subject(draw_traits(rng), rng, fps=fps))
+    subjects = [subject(cfg, table, dynamics, s) for s in range(len(plan.subjects))]
     traits = np.stack([sub.traits for sub in subjects])        # (n_subjects, n_traits)
     add_labels(plan, cfg, traits)
 
-    within = np.zeros(len(plan.subjects), dtype=np.int64)
-    jobs = []
-    for vid, s, n in zip(plan.video_ids, plan.video_subject, plan.video_rows):
-        jobs.append((cfg, subjects[s], s, int(within[s]), n, out / "openface" / f"{vid}.csv"))
-        within[s] += 1
+    jobs = [(s, v, n, out / "openface" / f"{vid}.csv") for vid, s, v, n in
+            zip(plan.video_ids, plan.video_subject, plan.video_index, plan.video_rows)]
     jobs_order = np.argsort(-np.asarray(plan.video_rows), kind="stable")  # long files first: even load
     results: list[dict | None] = [None] * len(jobs)
+    container = OmegaConf.to_container(cfg, resolve=True)
     if cfg.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
-            for i, res in zip(jobs_order, pool.map(_video, [jobs[i] for i in jobs_order], chunksize=4)):
+        with ProcessPoolExecutor(max_workers=cfg.workers, initializer=_init_worker, initargs=(container,)) as pool:
+            for i, res in zip(jobs_order, pool.map(_video, [jobs[i] for i in jobs_order], chunksize=8)):
                 results[i] = res
     else:
+        _init_worker(container)
         for i in jobs_order:
             results[i] = _video(jobs[i])
 
@@ -222,9 +336,9 @@ def generate(out: str | Path, cfg: DictConfig | Mapping[str, Any] | list[str] | 
     as_tensor = lambda a: torch.from_numpy(np.array(a, copy=True))  # fresh strides: same bytes in and out of workers
     save_torch({"states": {vid: as_tensor(r["states"]) for vid, r in zip(plan.video_ids, results)},
                 "blink_onsets": {vid: as_tensor(r["blinks"]) for vid, r in zip(plan.video_ids, results)},
-                "fps": fps, "state_names": list(STATE_NAMES),
-                "state_families": [FAMILIES[f] for f in STATE_FAMILY],
-                "prototypes": torch.from_numpy(prototypes()).float(),  # (n_states, 17) apex before gains
+                "fps": fps, "state_names": list(table.names),
+                "state_families": [FAMILIES[f] for f in table.family],
+                "prototypes": torch.from_numpy(table.prototypes).float(),  # (n_states, 17) apex before gains
                 "au_names": list(AU_R_NAMES)}, out / "hidden.pt")
     layouts = [r["layout"] for r in results]
     rows = int(sum(plan.video_rows))
@@ -234,8 +348,55 @@ def generate(out: str | Path, cfg: DictConfig | Mapping[str, Any] | list[str] | 
             "layouts": {k: layouts.count(k) for k in ("full", "gaze", "core")},
             "targets": list(targets), "splits": {k: plan.splits.count(k) for k in sorted(set(plan.splits))},
             "traits": list(TRAITS), "label_weights": {t: LABEL_WEIGHTS[t] for t in targets},
-            "n_states": len(STATE_NAMES), "au_names": list(AU_R_NAMES)}
+            "n_states": table.n, "au_names": list(AU_R_NAMES),
+            "states_from": cfg.vocab or cfg.calibration_file or "calibration",
+            "calibration_source": cfg.calibration.source}
     save_json(meta, out / "meta.json")
     print(f"[synth] {cfg.kind}: {meta['n_videos']} videos of {meta['n_subjects']} subjects, {rows} rows "
           f"({rows / fps / 60:.1f} min at {fps:g} fps) in {time.perf_counter() - t0:.1f} s -> {out}")
     return out
+
+
+@dataclass
+class SimulatedCorpus:
+    """Frames as ingestion would keep them (every `step`-th row, confident tracked rows only)."""
+    frames: np.ndarray       # (N, 17) float32
+    offsets: np.ndarray      # (S+1,) int64
+    gap_before: np.ndarray   # (N,) bool: a dropped row precedes this frame
+    states: np.ndarray       # (N,) int64 hidden state of each frame
+    n_states: int
+
+
+def simulate_corpus(cfg: DictConfig, *, out_fps: float = 5.0, table: StateTable | None = None,
+                    dynamics: Dynamics | None = None, subjects: range | None = None) -> SimulatedCorpus:
+    """The dataset `generate` would write for cfg, simulated in memory and sampled at out_fps as
+    `ingest.py` keeps it (synthetic timestamps are row / fps, so the grid is every fps/out_fps-th row;
+    min_confidence 0.9, failed rows dropped). For calibration and benchmarks: no files, one process;
+    `subjects` keeps only those subjects' videos (so processes can share the work)."""
+    _check(cfg)
+    fps = float(cfg.behaviour.fps)
+    step = max(1, int(round(fps / out_fps)))
+    if table is None or dynamics is None:
+        table, dynamics = build_behaviour(cfg)
+    plan = plan_videos(cfg, fps)
+    frames, gaps, states, lengths = [], [], [], []
+    last_s, sub = -1, None
+    for s, v, n in zip(plan.video_subject, plan.video_index, plan.video_rows):
+        if subjects is not None and s not in subjects:
+            continue
+        if s != last_s:
+            sub, last_s = subject(cfg, table, dynamics, s), s
+        sig = video_signals(cfg, table, dynamics, s, v, n, sub)
+        rows = np.arange(0, n, step)
+        ok = (sig.success[rows] == 1) & (sig.confidence[rows] >= 0.9)
+        kept = np.flatnonzero(ok)
+        if len(kept) == 0:
+            continue
+        before = np.r_[-1, kept[:-1]]
+        frames.append(sig.aus[rows[kept]].astype(np.float32))
+        gaps.append(kept - before > 1)
+        gaps[-1][0] = False
+        states.append(sig.states[rows[kept]].astype(np.int64))
+        lengths.append(len(kept))
+    return SimulatedCorpus(frames=np.concatenate(frames), offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+                           gap_before=np.concatenate(gaps), states=np.concatenate(states), n_states=table.n)

@@ -3,7 +3,7 @@
 Labels are a noisy function of the hidden subject traits: each target is a weighted sum of traits
 (weights below), scaled so that a share `signal_share` of its variance is signal, then mapped to
 the target's scale (PANSS items 1-7, PHQ-8 0-24) and rounded. Every trait also shapes behaviour
-(see data/synth_model.py), so the targets are learnable from faces, but never exactly.
+(see data/synth/behaviour.py), so the targets are learnable from faces, but never exactly.
 """
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.synth.states import TRAIT_CORR, TRAITS
+from data.tasks.targets import TASK_TARGETS
 
-TASK_A_TARGETS = ("conceptual_disorganisation", "flow_of_conversation", "hallucinations",
-                  "suspiciousness", "delusions")
-TASK_B_TARGETS = ("phq8",)
+TASK_A_TARGETS, TASK_B_TARGETS = TASK_TARGETS["task_a"], TASK_TARGETS["task_b"]
 SPLITS_B = ("train", "validation", "test")
 
 # rows: targets, columns: TRAITS (expressivity, positivity, tension, tempo, talkativeness, blinkiness)
@@ -40,6 +39,7 @@ class Plan:
     subjects: list[str]
     video_subject: list[int]          # subject index of each video
     video_ids: list[str]              # "s003/v0012"
+    video_index: list[int]            # number of the video within its subject (12 for v0012)
     video_rows: list[int]             # CSV rows of each video
     splits: list[str]                 # per video
     targets: dict[str, list[float]] = field(default_factory=dict)  # per video
@@ -76,7 +76,8 @@ def plan_videos(cfg, fps: float) -> Plan:
     video_ids = [f"{subjects[s]}/v{j:04d}" for s, k in zip(range(len(subjects)), per_subject)
                  for j in range(k)]
     rows = np.maximum(np.rint(seconds * fps).astype(np.int64), 1).tolist()
-    return Plan(subjects=subjects, video_subject=video_subject, video_ids=video_ids,
+    video_index = [j for k in per_subject for j in range(k)]
+    return Plan(subjects=subjects, video_subject=video_subject, video_ids=video_ids, video_index=video_index,
                 video_rows=rows, splits=["all"] * len(video_ids))
 
 

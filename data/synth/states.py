@@ -1,12 +1,16 @@
 """The latent expression states of the synthetic faces, and how subject traits act on them.
 
-Each state is an AU prototype at apex (intensities before per-subject gains and per-episode
-amplitude), a family, a median dwell time and a median onset ramp. Prototypes follow FACS
-descriptions of common displays (Duchenne smile = AU06+AU12, surprise = AU01+AU02+AU05+AU26, ...)
-and the co-activations OpenFace shows in conversation (speech = AU25/AU26 with jaw oscillation).
-Blinks (AU45) are not states: they are a separate fast point process.
+A state table is a set of AU prototypes (n_states, 17) with the share of frames each should hold.
+It comes from a calibration (data/synth/calibrate.py: k-means of a real corpus or of a vocabulary's
+count-weighted centres, written to configs/synth_calibration.yaml) or from any vocabulary directory
+(`vocab=DIR`: one state per centre, shares from the counts). Each state gets a family by a FACS rule
+on its prototype's excess over the resting level (`family_of`), and the family decides what the
+traits do to it (which subjects show it more often) and its dynamics (median dwell and onset ramp).
+Blinks (AU45) are also a separate fast point process on top of the states.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,85 +29,92 @@ TRAIT_CORR = np.array([
     [0.0, -0.1,  0.3,  0.1,  0.0,  1.0],
 ])
 
-# name, family, apex prototype, median dwell (s), median onset ramp (s)
-STATES: list[tuple[str, str, dict[str, float], float, float]] = [
-    ("neutral",            "neutral",  {},                                                   2.2, 0.35),
-    ("neutral_lips_apart", "neutral",  {"AU25": 0.7},                                        1.6, 0.30),
-    ("slight_smile",       "smile",    {"AU12": 1.1, "AU06": 0.3},                           1.8, 0.40),
-    ("smile",              "smile",    {"AU06": 1.6, "AU12": 2.4, "AU25": 0.6, "AU07": 0.3}, 1.6, 0.45),
-    ("laugh",              "smile",    {"AU06": 2.8, "AU12": 3.4, "AU25": 2.4, "AU26": 1.6,
-                                        "AU07": 1.0, "AU10": 0.6},                          1.4, 0.30),
-    ("polite_smile",       "smile",    {"AU12": 1.5, "AU14": 0.7},                           1.2, 0.30),
-    ("smile_brows",        "smile",    {"AU01": 1.0, "AU02": 0.9, "AU06": 1.4, "AU12": 2.3}, 1.2, 0.35),
-    ("brow_raise",         "brow",     {"AU01": 2.0, "AU02": 1.8},                           0.8, 0.15),
-    ("inner_brow_raise",   "brow",     {"AU01": 1.6, "AU02": 0.4},                           0.9, 0.20),
-    ("surprise",           "surprise", {"AU01": 2.4, "AU02": 2.3, "AU05": 1.8, "AU25": 1.4,
-                                        "AU26": 1.9},                                        0.9, 0.15),
-    ("eyes_wide",          "surprise", {"AU05": 2.0, "AU01": 0.7},                           0.7, 0.12),
-    ("frown",              "negative", {"AU04": 2.0, "AU07": 0.7},                           1.5, 0.35),
-    ("concentration",      "negative", {"AU04": 1.2, "AU07": 1.4, "AU23": 0.5},              1.8, 0.45),
-    ("anger",              "negative", {"AU04": 2.5, "AU05": 0.9, "AU07": 1.9, "AU23": 1.4}, 1.2, 0.25),
-    ("disgust",            "negative", {"AU09": 2.0, "AU10": 1.5, "AU04": 0.7, "AU17": 0.5}, 1.0, 0.25),
-    ("sad",                "negative", {"AU01": 1.3, "AU04": 0.8, "AU15": 1.5, "AU17": 1.0}, 1.8, 0.50),
-    ("worried",            "negative", {"AU01": 1.7, "AU04": 1.1, "AU20": 0.6},              1.4, 0.40),
-    ("fear",               "negative", {"AU01": 2.0, "AU02": 1.0, "AU04": 1.2, "AU05": 1.5,
-                                        "AU20": 1.9, "AU25": 1.0},                           0.8, 0.20),
-    ("lip_press",          "tension",  {"AU23": 1.6, "AU17": 1.1},                           1.2, 0.25),
-    ("chin_raise",         "tension",  {"AU17": 2.0, "AU15": 0.5},                           1.1, 0.30),
-    ("pensive",            "tension",  {"AU14": 0.9, "AU17": 0.8, "AU04": 0.4},              2.0, 0.50),
-    ("squint",             "tension",  {"AU07": 2.0, "AU06": 0.5},                           1.0, 0.25),
-    ("dimpler",            "tension",  {"AU14": 1.6, "AU12": 0.5},                           1.0, 0.30),
-    ("talk_open",          "speech",   {"AU25": 2.0, "AU26": 1.6},                           0.6, 0.10),
-    ("talk_mid",           "speech",   {"AU25": 1.5, "AU26": 0.8, "AU10": 0.3},              0.5, 0.10),
-    ("talk_narrow",        "speech",   {"AU25": 0.9, "AU26": 0.3, "AU20": 0.3},              0.5, 0.08),
-    ("talk_brows",         "speech",   {"AU25": 1.5, "AU26": 1.0, "AU01": 0.9, "AU02": 0.7}, 0.6, 0.12),
-    ("talk_smile",         "speech",   {"AU25": 1.6, "AU26": 1.0, "AU12": 1.3, "AU06": 0.6}, 0.7, 0.15),
-    ("talk_frown",         "speech",   {"AU25": 1.4, "AU26": 0.9, "AU04": 1.0},              0.6, 0.15),
-    ("lip_stretch",        "other",    {"AU20": 1.6, "AU25": 0.5},                           0.7, 0.20),
-    ("upper_lip_raise",    "other",    {"AU10": 1.6, "AU25": 0.4},                           0.8, 0.20),
-    ("yawn",               "other",    {"AU25": 3.0, "AU26": 4.0, "AU07": 0.8}, 2.5, 0.80),
-]
-STATE_NAMES = [s[0] for s in STATES]
-FAMILIES = ("neutral", "smile", "brow", "surprise", "negative", "tension", "speech", "other")
-STATE_FAMILY = np.array([FAMILIES.index(s[1]) for s in STATES])
-SPEECH = STATE_FAMILY == FAMILIES.index("speech")
-NEUTRAL = STATE_FAMILY == FAMILIES.index("neutral")
-DWELL_S = np.array([s[3] for s in STATES])
-RAMP_S = np.array([s[4] for s in STATES])
-
-
-def prototypes() -> np.ndarray:  # (n_states, 17) float64
-    protos = np.zeros((len(STATES), len(AU_INTENSITY)))
-    for i, (_, _, aus, _, _) in enumerate(STATES):
-        for au, v in aus.items():
-            if au in AU_INTENSITY:
-                protos[i, AU_INTENSITY.index(au)] = v
-    return protos
-
-
-# Base log-preference of each family, and how traits move it (rows: families, columns: TRAITS).
-FAMILY_BASE = np.array([2.3, 0.4, 0.0, -1.0, 0.0, 0.0, 1.4, -1.2])
+FAMILIES = ("neutral", "smile", "brow", "negative", "tension", "speech", "other")
+# median dwell (s) and median onset ramp (s) of a family's episodes; speech is fast (syllables, jaw)
+FAMILY_DWELL_S = np.array([1.6, 1.4, 0.8, 1.2, 1.1, 0.6, 0.8])
+FAMILY_RAMP_S = np.array([0.3, 0.35, 0.15, 0.3, 0.25, 0.1, 0.2])
+# how traits move a family's log-preference (rows: FAMILIES, columns: TRAITS)
 FAMILY_LOADINGS = np.array([
     # expr  pos   tens  tempo talk  blink
     [-0.6,  0.0,  0.0,  0.0, -0.4,  0.0],  # neutral
     [0.3,   0.9,  -0.3, 0.0,  0.0,  0.0],  # smile
-    [0.4,   0.0,  0.0,  0.2,  0.2,  0.0],  # brow
-    [0.5,   0.0,  0.0,  0.2,  0.0,  0.0],  # surprise
+    [0.5,   0.0,  0.0,  0.2,  0.2,  0.0],  # brow (and surprise)
     [0.0,  -0.5,  0.8,  0.0,  0.0,  0.0],  # negative
     [-0.2, -0.2,  0.6,  0.0,  0.0,  0.0],  # tension
     [0.1,   0.0,  0.0,  0.0,  1.0,  0.0],  # speech
     [0.0,   0.0,  0.0,  0.0,  0.0,  0.0],  # other
 ])
+# which family an AU's activity points to (family_of); AU45 (eyes closed) is "other"
+AU_FAMILY = {"AU01": "brow", "AU02": "brow", "AU05": "brow", "AU04": "negative", "AU09": "negative",
+             "AU15": "negative", "AU20": "negative", "AU06": "smile", "AU12": "smile", "AU10": "negative",
+             "AU07": "tension", "AU14": "tension", "AU17": "tension", "AU23": "tension",
+             "AU25": "speech", "AU26": "speech", "AU45": "other"}
+NEUTRAL_EXCESS = 0.5   # a prototype whose AUs all lie within this of the resting level is neutral
 
 
-def affinity() -> np.ndarray:
-    """Structural transition weights (before subject preferences): no self-transitions, expressions
-    mostly relax back to a neutral state, and states of one family chain (talking, smile -> laugh)."""
-    n = len(STATES)
-    fam = STATE_FAMILY
+def family_of(prototype: np.ndarray, rest: np.ndarray) -> int:
+    """FACS rule on the excess over rest: a smile needs AU12 (with AU06 it wins over any other AU),
+    an open mouth alone is speech, otherwise the family of the most raised AU."""
+    excess = np.asarray(prototype) - np.asarray(rest)
+    if excess.max() < NEUTRAL_EXCESS:
+        return FAMILIES.index("neutral")
+    au = {a: excess[i] for i, a in enumerate(AU_INTENSITY)}
+    if au["AU12"] >= NEUTRAL_EXCESS and au["AU12"] + au["AU06"] >= max(excess):
+        return FAMILIES.index("smile")
+    return FAMILIES.index(AU_FAMILY[AU_INTENSITY[int(np.argmax(excess))]])
+
+
+def family_affinity() -> np.ndarray:
+    """(F, F) structural weights of moving from one family to another: families chain (talking,
+    smile -> laugh) and expressions relax back to neutral; applied before subject preferences."""
+    n = len(FAMILIES)
     aff = np.ones((n, n))
-    aff[fam[:, None] == fam[None, :]] = 2.0
-    aff[np.ix_(SPEECH, SPEECH)] = 4.0
-    aff[np.ix_(~NEUTRAL, NEUTRAL)] = 3.0
-    np.fill_diagonal(aff, 0.0)
+    np.fill_diagonal(aff, 2.0)
+    speech, neutral = FAMILIES.index("speech"), FAMILIES.index("neutral")
+    aff[speech, speech] = 3.0
+    aff[:, neutral] = 2.0
     return aff
+
+
+@dataclass
+class StateTable:
+    prototypes: np.ndarray   # (n_states, 17) float64, AU levels at apex (resting level included)
+    log_pref: np.ndarray     # (n_states,) base log-preference of entering the state
+    family: np.ndarray       # (n_states,) int64 index into FAMILIES
+    rest: np.ndarray         # (17,) resting level of each AU
+    names: list[str]
+
+    @property
+    def n(self) -> int:
+        return len(self.prototypes)
+
+    @property
+    def dwell_s(self) -> np.ndarray:   # (n_states,)
+        return FAMILY_DWELL_S[self.family]
+
+    @property
+    def ramp_s(self) -> np.ndarray:    # (n_states,)
+        return FAMILY_RAMP_S[self.family]
+
+
+def state_table(prototypes, shares, rest, log_pref=None) -> StateTable:
+    """States from prototypes (n, 17) and target frame shares (n,). Without a fitted `log_pref`,
+    entries are preferred in proportion to share / dwell, so that frames come out near the shares."""
+    p = np.asarray(prototypes, dtype=np.float64)
+    rest = np.asarray(rest, dtype=np.float64)
+    shares = np.asarray(shares, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != len(AU_INTENSITY) or len(shares) != len(p) or len(p) == 0:
+        raise ValueError(f"a state table needs prototypes (n, {len(AU_INTENSITY)}) and n shares, "
+                         f"got {p.shape} and {shares.shape}")
+    if not (np.isfinite(p).all() and (shares > 0).all()):
+        raise ValueError("state prototypes must be finite and every state's share positive")
+    family = np.array([family_of(row, rest) for row in p], dtype=np.int64)
+    if log_pref is None:
+        log_pref = np.log(shares / shares.sum()) - np.log(FAMILY_DWELL_S[family])
+    counts = {}
+    names = []
+    for f in family.tolist():
+        counts[f] = counts.get(f, 0) + 1
+        names.append(f"{FAMILIES[f]}_{counts[f] - 1:02d}")
+    return StateTable(prototypes=p, log_pref=np.asarray(log_pref, dtype=np.float64), family=family,
+                      rest=rest, names=names)
