@@ -9,7 +9,8 @@ Problems:
   - `paper`: the paper's size, V = 1003, from 5.3M synthetic tokens (bench/bench_embed.py's generator),
     d in --dims.
 The optimum of each (problem, d) is the lowest J of a long float64 L-BFGS run (--opt-epochs, tol
-1e-9) from --opt-seeds starts, measured in the same run; ours is the default `embed.py` solver
+1e-9) from --opt-seeds starts, measured in the same run (on the reference problem, the README's
+3.58 where that is lower), or the lowest final J of the runs timed here if lower still; ours is the default `embed.py` solver
 (L-BFGS, float32, converge=true), timed end to end (model set-up included) with J read after every
 epoch; the released code's `mittens` AdaGrad as a second row. The reference implementation is a
 faithful NumPy transcription of Stanford `glove`'s per-nonzero AdaGrad (glove.c's glove_thread, one
@@ -155,12 +156,19 @@ def main() -> None:
         V, nnz = X.shape[0], X._nnz()
         for d in dims:
             best = optimum(X, d, device, args.opt_epochs, args.opt_seeds)
-            print(f"{problem} V={V} nnz={nnz:,} d={d}: optimum J {best:.6g} (load {os.getloadavg()[0]:.1f})")
+            print(f"{problem} V={V} nnz={nnz:,} d={d}: lowest J of our float64 L-BFGS runs {best:.6g} "
+                  f"(load {os.getloadavg()[0]:.1f})")
+            if problem == "reference":          # the README's optimum (3 seeds) where it is lower: the stricter target
+                best = min(best, C_TOOL["optimum (README, 3 seeds)"])
+            print(f"optimum used: {best:.6g}")
             runs = {"ours: L-BFGS float32, converge=true (embed.py default)": GloveConfig(epochs=args.max_epochs),
                     f"ours: optimizer=mittens, {args.mittens_epochs} epochs (released code)":
                         GloveConfig(optimizer="mittens", converge=False, epochs=args.mittens_epochs)}
-            for name, cfg in runs.items():
-                trace = timed_fit(X, d, cfg, device)
+            traces = {name: timed_fit(X, d, cfg, device) for name, cfg in runs.items()}
+            # a J reached is an upper bound on the optimum: the lowest known is the target
+            best = min([best] + [trace[-1][2] for trace in traces.values()])
+            print(f"optimum (lowest J known): {best:.6g}")
+            for name, trace in traces.items():
                 rows.append([problem, d, name, first_time(trace, 1.4 * best), first_time(trace, 1.05 * best),
                              f"{trace[-1][2] / best:.3f}x", f"{trace[-1][0]:.2f} / {trace[-1][1]:.2f} s, {len(trace) - 1} epochs"])
                 print(" | ".join(map(str, rows[-1])), flush=True)
