@@ -1,7 +1,7 @@
 """Fit GloVe to a co-occurrence matrix: L-BFGS to the optimum, or the references' AdaGrad; resumable.
 
 The objective is the paper's (losses/glove.py), plus an optional L2 penalty `l2/2 (|W|^2 + |W~|^2)`
-(biases free). The optimizer, by name (`optimizer=`):
+(biases free). The optimizer, by name (`optimizer=`; `auto`: lbfgs with converge=true, else mittens):
   - `lbfgs`    full-batch L-BFGS with a strong-Wolfe line search (torch.optim.LBFGS); one epoch is
                one L-BFGS iteration (up to 25 evaluations of J). Chosen by measurement
                (BENCHMARKS.md): it reaches 1.05 x the optimum in a fraction of the time AdaGrad needs.
@@ -49,16 +49,16 @@ from utils.artifacts import ArtifactError, check_fields, load_torch
 from utils.io import save_torch
 from utils.runs import RunDirError
 
-OPTIMIZERS = ("lbfgs", "adam", "mittens", "stanford")
+OPTIMIZERS = ("auto", "lbfgs", "adam", "mittens", "stanford")
 ADAGRADS = ("mittens", "stanford")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # keys that may differ between a checkpoint and the run that resumes it
-_RESUMABLE_CHANGES = ("epochs", "tol", "window", "converge", "checkpoint_every", "log_every")
+_RESUMABLE_CHANGES = ("epochs", "tol", "window", "checkpoint_every", "log_every")
 
 
 @dataclass
 class GloveConfig:
-    optimizer: str = "lbfgs"          # lbfgs | adam | mittens (released code) | stanford (see above)
+    optimizer: str = "auto"           # auto (lbfgs if converge, else mittens) | lbfgs | adam | mittens | stanford
     converge: bool = True             # stop on the rule below (epochs = the maximum); false: run all epochs
     epochs: int = 3000                # the maximum (converge) or the exact number of epochs
     tol: float = 1e-5                 # converged: mean relative decrease of J per epoch over `window` epochs
@@ -93,7 +93,7 @@ def check_config(cfg, prefix: str = "glove") -> None:
     for key in ("batch_size", "tol", "dense_max_entries", "l2"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{prefix}.{key} must be >= 0, got {getattr(cfg, key)}")
-    if cfg.optimizer == "lbfgs" and cfg.batch_size:
+    if optimizer_of(cfg) == "lbfgs" and cfg.batch_size:
         raise ConfigError(f"{prefix}.batch_size must be 0 with {prefix}.optimizer=lbfgs (a full-batch method), "
                           f"got {cfg.batch_size}")
 
@@ -124,14 +124,23 @@ class GloveAdaGrad(torch.optim.Optimizer):
                     acc.addcmul_(u, u)
 
 
+def optimizer_of(cfg) -> str:
+    """`auto`: L-BFGS when asked to converge (what reaches the optimum fastest, BENCHMARKS.md), else
+    the released code's mittens AdaGrad for its fixed number of epochs."""
+    if cfg.optimizer != "auto":
+        return cfg.optimizer
+    return "lbfgs" if cfg.converge else "mittens"
+
+
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    if cfg.optimizer == "lbfgs":
+    name = optimizer_of(cfg)
+    if name == "lbfgs":
         # tolerances 0: the stopping rule is ours (relative change of J), applied between epochs
         return torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=25, history_size=cfg.history,
                                  tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
-    if cfg.optimizer == "adam":
+    if name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr)
-    return GloveAdaGrad(params, lr=cfg.lr, variant=cfg.optimizer, grad_clip=cfg.grad_clip)
+    return GloveAdaGrad(params, lr=cfg.lr, variant=name, grad_clip=cfg.grad_clip)
 
 
 def relative_change(losses: list[float], window: int) -> float:
@@ -200,6 +209,7 @@ class GloveTrainer:
         with torch.no_grad():
             for p in self.model.parameters():
                 p[~seen] = 0.0                                              # nothing to learn: not random either
+        self.optimizer = optimizer_of(cfg)
         self.opt = make_optimizer(list(self.model.parameters()), cfg)
         self.epoch, self.losses, self.converged, self.evaluations = 0, [], False, 0
 
@@ -252,7 +262,7 @@ class GloveTrainer:
     # --- one epoch --------------------------------------------------------------------------------
     def run_epoch(self) -> torch.Tensor:
         """One epoch; returns its loss as a 0-d tensor (no device sync on the AdaGrad/Adam paths)."""
-        if self.cfg.optimizer == "lbfgs":
+        if self.optimizer == "lbfgs":
             first = []
 
             def closure():
@@ -326,7 +336,7 @@ class GloveTrainer:
             writer = SummaryWriter(str(tb_dir), purge_step=start if start > 0 else None)
         pending: list[torch.Tensor] = []
         # the stopping rule needs J every epoch (L-BFGS reads it anyway); else read it out in blocks
-        every_epoch = cfg.converge or cfg.optimizer == "lbfgs"
+        every_epoch = cfg.converge or self.optimizer == "lbfgs"
         try:
             while self.epoch < cfg.epochs and not self.converged:
                 pending.append(self.run_epoch())
@@ -387,7 +397,7 @@ def diagnose(trainer: GloveTrainer, result: GloveResult) -> dict:
     identifiable = d * (2 * V - d) + 2 * V - 1 if d <= V else V * V + 2 * V - 1   # rank-d V x V + biases
     out = {"J": result.final_loss, "J_per_nonzero": result.final_loss / nnz, "rel_change": result.rel_change,
            "epochs": result.epochs, "evaluations": result.evaluations, "seconds": result.seconds,
-           "optimizer": cfg.optimizer, "converge": bool(cfg.converge), "stopping_rule_met": result.converged,
+           "optimizer": trainer.optimizer, "converge": bool(cfg.converge), "stopping_rule_met": result.converged,
            "nonzeros": nnz, "parameters": trainer.n_parameters, "identifiable_parameters": identifiable,
            "over_parameterised": trainer.n_parameters >= nnz,
            "norm_median": float(norms.median()) if V else float("nan"),

@@ -184,3 +184,11 @@ def test_cuda_converges_like_cpu():
     cpu = GloveTrainer(X, dim=3, cfg=GloveConfig(dtype="float64")).fit(log=None)
     gpu = GloveTrainer(X, dim=3, cfg=GloveConfig(dtype="float64"), device="cuda").fit(log=None)
     assert gpu.final_loss == pytest.approx(cpu.final_loss, rel=1e-3)
+
+
+def test_auto_is_lbfgs_to_converge_and_the_released_code_otherwise():
+    X = well_posed()
+    assert GloveTrainer(X, dim=3, cfg=GloveConfig(optimizer="auto", converge=True)).optimizer == "lbfgs"
+    auto = GloveTrainer(X, dim=3, cfg=GloveConfig(optimizer="auto", converge=False, epochs=5)).fit(log=None)
+    mittens = GloveTrainer(X, dim=3, cfg=GloveConfig(optimizer="mittens", converge=False, epochs=5)).fit(log=None)
+    assert auto.losses == mittens.losses
