@@ -13,10 +13,11 @@ Reads DIR/tokens.pt (and vocab.tsv, centroids.pt beside it) as cluster.py writes
     summary.json                 written last: per d, J (total, per nonzero), relative change, epochs,
                                  seconds, whether the stopping rule was met, and warnings
 
-GloVe (glove/trainer.py) runs the paper's objective by default to its optimum (`glove.converge=true`,
-L-BFGS), or as the released code did (`glove.optimizer=mittens glove.converge=false
-glove.epochs=1000`); BENCHMARKS.md has the measurements behind the default. The console warns when
-the stopping rule was not met, when 2dV + 2V parameters reach the number of nonzeros (the fit can
+GloVe (glove/trainer.py) runs by default as the released code did (1000 epochs of mittens AdaGrad:
+measured best downstream on the demo, BENCHMARKS.md), and with `glove.converge=true` runs the paper's
+objective to its optimum (L-BFGS, stopping on the relative change of J, `glove.epochs` the maximum;
+`glove.l2` adds an L2 penalty). The console warns when J is still falling at the end (the stopping
+rule was not met), when 2dV + 2V parameters reach the number of nonzeros (the fit can
 interpolate: the vectors are not determined by the data) and when vector norms blow up.
 
 Tokens that never occur in the pretraining corpus (no nonzero in X) have nothing to learn: they are

@@ -59,8 +59,9 @@ _RESUMABLE_CHANGES = ("epochs", "tol", "window", "checkpoint_every", "log_every"
 @dataclass
 class GloveConfig:
     optimizer: str = "auto"           # auto (lbfgs if converge, else mittens) | lbfgs | adam | mittens | stanford
-    converge: bool = True             # stop on the rule below (epochs = the maximum); false: run all epochs
-    epochs: int = 3000                # the maximum (converge) or the exact number of epochs
+    converge: bool = False            # true: to the optimum, stopping on the rule below (epochs = the maximum);
+                                      # false: exactly `epochs` (the default, measured best downstream: BENCHMARKS.md)
+    epochs: int = 1000                # the maximum (converge) or the exact number of epochs (released code: 1000)
     tol: float = 1e-5                 # converged: mean relative decrease of J per epoch over `window` epochs
     window: int = 10                  # epochs the relative change is measured over
     lr: float = 0.05                  # AdaGrad / Adam step size (lbfgs: its line search sets the step)

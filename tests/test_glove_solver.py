@@ -90,7 +90,7 @@ def test_objective_and_gradient_equal_numpy(dense, l2):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_converge_reaches_the_optimum(dtype, dense, seed):
     X = well_posed(seed=seed)
-    cfg = GloveConfig(dtype=dtype, dense_max_entries=10 ** 6 if dense else 0)   # the defaults: lbfgs, converge
+    cfg = GloveConfig(dtype=dtype, dense_max_entries=10 ** 6 if dense else 0, converge=True, epochs=3000)
     trainer = GloveTrainer(X, dim=3, cfg=cfg)
     assert trainer.n_parameters < trainer.n_nonzero                                # well posed
     result = trainer.fit(log=None)
@@ -114,7 +114,7 @@ def test_the_reference_update_rules_stay_short_of_it():
 
 
 def test_stopping_rule_not_met_is_a_warning():
-    trainer = GloveTrainer(well_posed(), dim=3, cfg=GloveConfig(epochs=5, tol=1e-12))
+    trainer = GloveTrainer(well_posed(), dim=3, cfg=GloveConfig(epochs=5, tol=1e-12, converge=True))
     result = trainer.fit(log=None)
     assert result.epochs == 5 and not result.converged
     assert any("stopping rule was not met" in w for w in diagnose(trainer, result)["warnings"])
@@ -171,7 +171,7 @@ def test_l2_shrinks_the_vectors():
     X = well_posed()
     norms = []
     for l2 in (0.0, 1.0):
-        trainer = GloveTrainer(X, dim=3, cfg=GloveConfig(l2=l2, dtype="float64"))
+        trainer = GloveTrainer(X, dim=3, cfg=GloveConfig(l2=l2, dtype="float64", converge=True, epochs=3000))
         result = trainer.fit(log=None)
         norms.append(float(result.model.vectors().norm(dim=1).mean()))
         assert result.final_loss == pytest.approx(trainer.paper_objective())   # J is reported without the penalty
@@ -181,8 +181,9 @@ def test_l2_shrinks_the_vectors():
 @pytest.mark.gpu
 def test_cuda_converges_like_cpu():
     X = well_posed()
-    cpu = GloveTrainer(X, dim=3, cfg=GloveConfig(dtype="float64")).fit(log=None)
-    gpu = GloveTrainer(X, dim=3, cfg=GloveConfig(dtype="float64"), device="cuda").fit(log=None)
+    cfg = GloveConfig(dtype="float64", converge=True, epochs=3000)
+    cpu = GloveTrainer(X, dim=3, cfg=cfg).fit(log=None)
+    gpu = GloveTrainer(X, dim=3, cfg=cfg, device="cuda").fit(log=None)
     assert gpu.final_loss == pytest.approx(cpu.final_loss, rel=1e-3)
 
 
