@@ -42,7 +42,8 @@ from models.registry import get_model
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, load_config
 from utils.device import pick_device
-from utils.io import atomic_path, load_json, save_json, save_text
+from utils.artifacts import load_json, load_npz, load_torch
+from utils.io import atomic_path, save_json, save_text
 from utils.runs import open_run_dir
 
 DEFAULTS = CONFIG_DIR / "faces.yaml"
@@ -88,7 +89,7 @@ def main(argv: list[str]) -> None:
         save_json(ft.pop("report"), data / "finetune_crops.json")
         _save_npz(data / "finetune.npz", **{k: np.asarray(v) for k, v in ft.items()})
     timings["render_and_crop_s"] = time.perf_counter() - t0
-    pre, ft = np.load(data / "pretrain.npz"), dict(np.load(data / "finetune.npz"))
+    pre, ft = load_npz(data / "pretrain.npz", "pretraining crops"), load_npz(data / "finetune.npz", "fine-tuning crops")
     au12 = [str(a) for a in ft["au_names"]]
     print(f"[faces] {len(pre['crops'])} pretraining crops of {len(np.unique(pre['subject']))} people, "
           f"{len(ft['crops'])} fine-tuning crops of {len(ft['subjects'])} people "
@@ -213,12 +214,12 @@ def _write_csvs(dest: Path, ft: dict, cfg, make, out: Path, device, au12) -> Non
         m.load_state_dict(state)
         models.append(m.to(device))
     pre = make(len(AU_INTENSITY))
-    pre.load_state_dict(torch.load(out / "pretrain" / "full" / "best.pt", map_location="cpu", weights_only=True))
+    pre.load_state_dict(load_torch(out / "pretrain" / "full" / "best.pt", "pretrained model"))
     pre = pre.to(device)
     from faces.experiment import subject_folds
     rows = np.flatnonzero(_row_in_video(ft) % cfg.finetune_set.stride == 0)
     fold_of_subject = dict(zip(ft["subject"][rows].tolist(), subject_folds(ft["subject"][rows], cfg.folds, cfg.seed).tolist()))
-    counts = load_json(out / "data" / "finetune_crops.json")["videos"]
+    counts = load_json(out / "data" / "finetune_crops.json", "crops report")["videos"]
     for j, vid in enumerate(ft["video_ids"]):
         sel = np.flatnonzero(ft["video"] == j)
         n = counts[vid]["frames"]

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.bench_kmeans import au_like_frames  # noqa: E402
 from vocab.kmeans import KMeans  # noqa: E402
+from utils.artifacts import parse_json  # noqa: E402
 from utils.distributed import close_distributed, init_distributed, shard  # noqa: E402
 
 
@@ -69,7 +70,7 @@ def launch(args, procs: int, device: str, threads: int) -> dict:
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
-    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    return parse_json([line for line in out.stdout.splitlines() if line.startswith("{")][-1], "child stdout", "result")
 
 
 def main() -> None:

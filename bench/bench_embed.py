@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from glove.cooccurrence import cooccurrence  # noqa: E402
 from glove.trainer import GloveConfig, GloveTrainer  # noqa: E402
+from utils.artifacts import load_torch  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def synth_tokens(n_frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor] 
     got = generator_frames(n_frames, seed=seed, workers=os.cpu_count() or 1)
     if got is None:
         return None
-    saved = torch.load(vocab_dir() / "centroids.pt")
+    saved = load_torch(vocab_dir() / "centroids.pt", "vocabulary")
     frames, offsets = torch.from_numpy(got[0]), torch.from_numpy(got[1])
     labels, d2 = assign(frames, saved["centroids"])
     tokens = frame_tokens(labels, d2.clamp_min(0).sqrt(), saved["counts"], min_count=501, max_dist=1.75)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from utils.artifacts import load_npy, parse_json  # noqa: E402
 from utils.seeds import seed_for  # noqa: E402
 from vocab.assign import assign, exact_sq_dist  # noqa: E402
 from vocab.kmeans import KMeans  # noqa: E402
@@ -149,8 +150,8 @@ def child(args):
     """One run to convergence in a fresh process, so its peak memory is its own."""
     data = Path(args.child_data)
     device = torch.device(args.device)
-    x = torch.from_numpy(np.load(data / "x.npy")).to(device)
-    init = torch.from_numpy(np.load(data / "init.npy")).to(device)
+    x = torch.from_numpy(load_npy(data / "x.npy", "benchmark frames")).to(device)
+    init = torch.from_numpy(load_npy(data / "init.npy", "benchmark init")).to(device)
     # a short warm-up first: imports, thread pools and BLAS buffers are not the method's working memory
     rows = min(len(x), max(2000, 4 * len(init)))
     converge(args.child, x[:rows], init, argparse.Namespace(max_iter=2, faiss_iters=2))
@@ -169,8 +170,8 @@ def converge_in_child(method, data: Path, args, device) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{method} failed:\n{done.stderr}")
-    res = json.loads(done.stdout.strip().splitlines()[-1])
-    res["centroids"] = np.load(data / "centroids.npy")
+    res = parse_json(done.stdout.strip().splitlines()[-1], "child stdout", "result")
+    res["centroids"] = load_npy(data / "centroids.npy", "benchmark centroids")
     return res
 
 

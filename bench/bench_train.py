@@ -21,7 +21,6 @@ Prints Markdown rows for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import subprocess
@@ -35,6 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.tiny_tasks import make_task  # noqa: E402
+from training.artifacts import read_metrics  # noqa: E402
 
 
 def _cpu_children() -> float:
@@ -65,7 +65,7 @@ def bench_demo(a) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wall, cpu = train([f"sweep={a.sweep}", f"root={root}", f"sweep_out={tmp}", "progress=false", f"device={a.device}"])
         table = (Path(tmp) / "results.md").read_text()
-        runs = {f"{p.parent.parent.name}/{p.parent.name}": json.loads(p.read_text())["seconds"]
+        runs = {f"{p.parent.parent.name}/{p.parent.name}": read_metrics(p)["seconds"]
                 for p in sorted(Path(tmp).glob("*/*/metrics.json"))}
     print(table)
     print("| run | seconds (one process) |\n|---|---|")

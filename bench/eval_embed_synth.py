@@ -20,24 +20,29 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.openface.corpus import FrameCorpus  # noqa: E402
+from glove.files import read_embedding_file  # noqa: E402
 from glove.report import nn_agreement, token_states  # noqa: E402
+from utils import names  # noqa: E402
+from utils.artifacts import load_torch  # noqa: E402
+from utils.names import in_dir  # noqa: E402
+from vocab.tokens import Tokens, Vocabulary  # noqa: E402
 
 
 def evaluate(synth: Path, corpus_dir: Path, vocab_dir: Path, embed_dir: Path) -> list[tuple[str, float, float]]:
-    tokens = torch.load(vocab_dir / "tokens.pt", weights_only=False)
+    tokens = Tokens.load(vocab_dir)
     corpus = FrameCorpus.load(corpus_dir)
-    hidden = torch.load(synth / "hidden.pt", weights_only=False)
-    V = int(tokens["vocab_size"])
-    states, purity = token_states(tokens["tokens"], tokens["offsets"], corpus.timestamps, corpus.offsets,
+    hidden = load_torch(in_dir(synth, names.HIDDEN), "hidden states")
+    V = tokens.vocab_size
+    states, purity = token_states(tokens.tokens, tokens.offsets, corpus.timestamps, corpus.offsets,
                                   corpus.sequence_ids, hidden, V)
     labelled = states >= 0
     rows = [(f"{labelled.sum()} tokens labelled, {len(set(states[labelled]))} states, "
              f"mean purity {purity[labelled].mean():.2f}", float("nan"), float("nan"))]
-    centres = torch.load(vocab_dir / "centroids.pt", weights_only=False)["centroids"].numpy()
+    centres = Vocabulary.load(vocab_dir).centroids.numpy()
     centres = np.concatenate([np.zeros((V - len(centres), centres.shape[1])), centres])
     rows.append(("k-means centres (AU space)", *nn_agreement(centres, states)))
     for file in sorted(embed_dir.glob("embeddings_d*.pt"), key=lambda p: int(p.stem.split("_d")[1])):
-        e = torch.load(file, weights_only=False)
+        e = read_embedding_file(file, d=int(file.stem.split("_d")[1]))
         rows.append((f"GloVe d={e['W'].shape[1]} (W + W~)", *nn_agreement((e["W"] + e["W_tilde"]).numpy(), states)))
     g = torch.Generator().manual_seed(0)
     rows.append(("random vectors (d=50)", *nn_agreement(torch.randn(V, 50, generator=g).numpy(), states)))

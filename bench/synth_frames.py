@@ -22,6 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from data.synth.generate import load_synth_config, simulate_corpus  # noqa: E402
+from utils.artifacts import load_npz  # noqa: E402
 from tests.published import AUGLOVE, write_published_vocab  # noqa: E402
 
 CACHE = REPO / "runs" / "bench_cache"
@@ -57,7 +58,7 @@ def generator_frames(n: int, *, seed: int = 0, vocab: str | Path | None = None,
         return None
     cache = CACHE / f"synth_{Path(vocab).name}_{n}_{seed}.npz"
     if cache.exists():
-        saved = np.load(cache)
+        saved = load_npz(cache, "frame cache")
         return saved["frames"], saved["offsets"]
     subjects = _config(n, seed, vocab).pretrain.n_subjects
     cuts = np.linspace(0, subjects, max(1, workers) * 4 + 1).astype(int)

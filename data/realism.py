@@ -198,16 +198,16 @@ def load_frame_set(path) -> FrameSet:
     """A corpus directory (ingest.py's) or a vocabulary directory (centroids.pt: count-weighted centres).
 
     Centres that are not finite or have no frames are left out: they stand for no frame."""
-    import torch   # only for centroids.pt
+    from utils.artifacts import Tensor, check_fields, load_torch   # torch only for centroids.pt
 
     from data.openface.corpus import FrameCorpus
     from pathlib import Path
     path = Path(path)
     if (path / "centroids.pt").exists():
-        saved = torch.load(path / "centroids.pt", map_location="cpu", weights_only=False)
-        for key in ("centroids", "counts", "au_names"):
-            if key not in saved:
-                raise ValueError(f"{path / 'centroids.pt'}: no '{key}' entry")
+        file = path / "centroids.pt"
+        saved = check_fields(load_torch(file, "vocabulary"), file, "vocabulary",
+                             {"centroids": Tensor(ndim=2, finite=False), "counts": Tensor(ndim=1, finite=False),
+                          "au_names": list})
         c = saved["centroids"].double().numpy()
         counts = saved["counts"].double().numpy()
         keep = np.isfinite(c).all(axis=1) & (counts > 0)

@@ -19,6 +19,7 @@ import torch
 
 from faces.augment import AugmentConfig
 from faces.fit import FitConfig, fit, predict
+from utils.artifacts import load_torch
 from utils.io import save_torch
 
 
@@ -34,7 +35,7 @@ def pretrain(make_model: Callable[[int], torch.nn.Module], crops: np.ndarray, la
     out.mkdir(parents=True, exist_ok=True)
     done = out / "best.pt"
     if done.exists():
-        return torch.load(done, map_location="cpu", weights_only=True)
+        return load_torch(done, "pretrained model")
     torch.manual_seed(seed)
     model = make_model(labels.shape[1]).to(device)
     perm = np.random.default_rng(seed).permutation(len(crops))
@@ -72,7 +73,7 @@ def finetune_cv(make_model: Callable[[int], torch.nn.Module], crops: np.ndarray,
         done = out / f"fold{k}.pt"
         test = np.flatnonzero(fold == k)
         if done.exists():
-            probs[test] = torch.load(done, map_location="cpu", weights_only=True)["probs"]
+            probs[test] = load_torch(done, "fold result")["probs"]
             continue
         train_subj = np.unique(subjects[fold != k])
         n_val = max(1, int(round(val_share * len(train_subj))))
@@ -100,4 +101,4 @@ def finetune_cv(make_model: Callable[[int], torch.nn.Module], crops: np.ndarray,
 
 def fold_models(out: Path, folds: int) -> list[dict]:
     """The state dicts finetune_cv left in `out`, one per fold."""
-    return [torch.load(out / f"fold{k}.pt", map_location="cpu", weights_only=True)["model"] for k in range(folds)]
+    return [load_torch(out / f"fold{k}.pt", "fold result")["model"] for k in range(folds)]

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from faces.augment import AugmentConfig, augment, normalise
+from utils.artifacts import load_torch
 from utils.io import save_torch
 
 
@@ -76,7 +77,7 @@ def fit(model: torch.nn.Module, *, train: tuple[torch.Tensor, torch.Tensor], val
     state = {"epoch": 0, "best_val": float("inf"), "bad": 0, "history": [], "done": False,
              "best": copy.deepcopy(model.state_dict())}
     if checkpoint is not None and Path(checkpoint).exists():
-        ck = torch.load(checkpoint, map_location=dev, weights_only=False)
+        ck = load_torch(checkpoint, "training checkpoint")   # tensors and plain values only; CPU
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         order_gen.set_state(ck["order_gen"])

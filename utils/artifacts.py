@@ -102,6 +102,10 @@ def load_npy(path: str | Path, what: str, *, mmap: bool = False) -> np.ndarray:
     """`np.load(allow_pickle=False)`, memory-mapped with `mmap`."""
     path = Path(path)
     _exists(path, what)
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ArtifactError(f"{path}: not a facevocab {what} array ({'empty file' if not magic else 'not a .npy file'})")
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, EOFError, OSError) as err:
@@ -111,13 +115,27 @@ def load_npy(path: str | Path, what: str, *, mmap: bool = False) -> np.ndarray:
     raise ArtifactError(f"{path}: not a facevocab {what} array ({reason})")
 
 
+def load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` archive (`allow_pickle=False`), read whole."""
+    path = Path(path)
+    _exists(path, what)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, EOFError, OSError, KeyError) as err:
+        reason = "holds Python objects: refused" if "pickle" in str(err) else "truncated or not an .npz archive"
+    raise ArtifactError(f"{path}: not a facevocab {what} archive ({reason})")
+
+
 # --- what a loaded object must hold --------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Tensor:
-    """A field that must be a tensor, of `ndim` dimensions and one of `dtype` (None: any)."""
+    """A field that must be a tensor, of `ndim` dimensions and one of `dtype` (None: any); floats
+    finite unless `finite=False` (a reader that skips non-finite rows itself)."""
     ndim: int | None = None
     dtype: torch.dtype | tuple[torch.dtype, ...] | None = None
+    finite: bool = True
 
     def problem(self, value: Any) -> str | None:
         if not isinstance(value, torch.Tensor):
@@ -129,7 +147,7 @@ class Tensor:
             return f"has dtype {value.dtype}, expected {' or '.join(map(str, allowed))}"
         if value.is_sparse:
             return None
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if self.finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
             return "holds NaN or inf"
         return None
 

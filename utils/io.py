@@ -34,10 +34,6 @@ def save_json(obj: Any, path: str | Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def load_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def save_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -101,7 +101,7 @@ def open_run_dir(out: str | Path, cfg: DictConfig, ignore: Iterable[str] = ("dev
                       if k.split(".")[0] not in skip and old.get(k) != new.get(k))
         if diff:
             shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
-            raise RunDirError(f"{out} holds a run with a different config ({shown}). "
+            raise RunDirError(f"{out} holds a run with a different config ({names.CONFIG}: {shown}). "
                               f"Use another out= or delete {out}.")
     save_text(OmegaConf.to_yaml(cfg, resolve=True), saved)
     return out

@@ -33,6 +33,7 @@ from data.synth.face import full_blocks, gaze, head_pose
 from data.synth.plan import TASK_A_TARGETS, TASK_B_TARGETS, LABEL_WEIGHTS, add_labels, plan_videos, rng_for
 from data.synth.states import FAMILIES, TRAITS, StateTable, state_table
 from utils.config import CONFIG_DIR, ConfigError, load_config
+from utils.artifacts import Tensor, check_fields, load_torch
 from utils.io import save_json, save_text, save_torch
 from utils.runs import open_run_dir
 
@@ -188,10 +189,9 @@ def vocabulary_states(vocab: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(vocab) / "centroids.pt"
     if not path.exists():
         raise FileNotFoundError(f"vocab={vocab}: no centroids.pt there (a `cluster.py` output or import)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    for key in ("centroids", "counts", "au_names"):
-        if key not in saved:
-            raise ValueError(f"{path}: no '{key}' entry")
+    saved = check_fields(load_torch(path, "vocabulary"), path, "vocabulary",
+                         {"centroids": Tensor(ndim=2, finite=False), "counts": Tensor(ndim=1, finite=False),
+                          "au_names": list})
     names = [a.removesuffix("_r") for a in saved["au_names"]]
     if names != list(AU_INTENSITY):
         raise ValueError(f"{path}: its AUs {names} are not the generator's {list(AU_INTENSITY)}")

@@ -41,16 +41,28 @@ class LabelTable:
 
 
 def read_labels(path: str | Path) -> LabelTable:
+    """The one reader of labels.csv; every problem names the file (and the line and column)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"labels file {path} does not exist")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing} (header: {header})")
-        rows = [{k.strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file {path} does not exist" if not path.exists() else f"{path}: not a file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {missing} (header: {header[:8]})")
+            if len(set(header)) != len(header):
+                raise ValueError(f"{path}: column name(s) repeated in the header: "
+                                 f"{sorted({h for h in header if header.count(h) > 1})}")
+            rows = []
+            for r in reader:
+                if None in r or None in r.values():  # more or fewer cells than the header
+                    raise ValueError(f"{path}, line {reader.line_num}: {len(r) - (None in r)} columns expected, "
+                                     f"the row has {'more' if None in r else 'fewer'}")
+                rows.append({k.strip(): v.strip() for k, v in r.items()})
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: not a labels table (not UTF-8 CSV text: {type(err).__name__})") from None
     target_cols = [h for h in header if h not in (*REQUIRED, "split")]
     targets = {c: np.empty(len(rows)) for c in target_cols}
     seen = set()
