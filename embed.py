@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
