@@ -185,12 +185,13 @@ def main(argv: list[str]) -> None:
             done = {name: getattr(model, name).detach().cpu() for name in ("W", "W_tilde", "b", "b_tilde")}
             done.update(tokens=vocab.names, learned=learned, **stamp, dim=d, epochs=result.epochs,
                         converged=result.converged, losses=result.losses, seconds=result.seconds,
-                        report=diagnose(trainer, result), config=OmegaConf.to_container(cfg.glove))
+                        report={k: v for k, v in diagnose(trainer, result).items() if k != "seconds"},  # timing: top level only
+                        config=OmegaConf.to_container(cfg.glove))
             save_torch(done, final)                                            # written last: marks d done
             checkpoint.unlink(missing_ok=True)
             if not any(checkpoint.parent.iterdir()):
                 checkpoint.parent.rmdir()
-        fit = done["report"]
+        fit = {**done["report"], "seconds": done["seconds"]}
         print(f"d={d}: J {fit['J']:.6g} ({fit['J_per_nonzero']:.3g} per nonzero), relative change {fit['rel_change']:.2g}"
               f"/epoch, {fit['epochs']} epochs ({fit['optimizer']}), {fit['seconds']:.1f} s")
         for line in fit["warnings"]:
