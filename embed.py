@@ -29,6 +29,16 @@ an interrupted dimension continues from checkpoints/glove_d{d}.pt. Adding dimens
 
     torchrun --nproc_per_node=G embed.py tokens=DIR out=DIR     # G processes (NCCL on GPUs, gloo on CPU)
 
+    python embed.py import=DIR|FILE tokens=VOCAB out=EMB        # vectors trained elsewhere, no training
+
+`import=` reads vectors made elsewhere into `embeddings_d{d}.pt` for the vocabulary in VOCAB (a
+cluster.py out dir, of ours or imported with `cluster.py import=`), so train.py's bilstm_glove rows use
+them: a folder of the paper's published `glove_embeddings_<d>_*.csv` (their ids through the token
+index in the same folder; every d of `dims` found), or one file of Stanford GloVe text or word2vec
+text/binary (names as in our vocab.txt). glove/import_vectors.py holds the readers and the
+vocabulary check; `import_report.json` and the console say what was imported, what was not used and
+which tokens had no vector (they get `import_missing`, default the mean vector).
+
 Under torchrun each rank counts the co-occurrences of its share of the sequences and the counts are
 summed over ranks, exactly (the matrix equals a single process's bit for bit; data/cooccurrence.py).
 GloVe then trains on rank 0 alone and the other ranks exit (rather than wait at a barrier, where
@@ -50,11 +60,14 @@ from omegaconf import OmegaConf
 
 from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
 from glove.files import VECTOR_FORMATS, read_cooccurrence, read_embedding_file, write_crec, write_projector, \
-    write_vectors, write_vocab_txt
+    write_vectors, write_vectors_txt, write_vocab_txt
+from glove.import_vectors import FORMATS, MISSING, align, published_files, read_vectors
+from glove.plots import embedding_figures
 from glove.report import embedding_report, token_states
 from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove, diagnose
+from vocab.published import published_names, read_token_index
 from vocab.token_set import TokenFileError, load_tokens
-from vocab.tokens import CENTROIDS_FILE, Vocabulary
+from vocab.tokens import CENTROIDS_FILE, N_SPECIAL, Vocabulary, dominant_aus
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.distributed import broadcast_object, close_distributed, init_distributed
@@ -62,6 +75,7 @@ from utils import names
 from utils.artifacts import ArtifactError, MismatchError
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
+from utils.progress import progress
 
 DEFAULTS = CONFIG_DIR / "embed.yaml"
 
@@ -79,6 +93,9 @@ class EmbedConfig:
     device: str = "auto"
     dims: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
     stanford_unk_name: str = "<raw_unk>"  # the name of <unk> in vocab.txt only (see glove/files.py)
+    import_from: str = ""                 # CLI import=DIR|FILE: vectors trained elsewhere (see above)
+    import_format: str = "auto"           # auto | published_csv | glove_txt | word2vec_txt | word2vec_bin
+    import_missing: str = "mean"          # tokens without a vector: mean | zero | random
     cooccurrence: CooccurrenceConfig = field(default_factory=CooccurrenceConfig)
     glove: GloveConfig = field(default_factory=GloveConfig)
     report: ReportConfig = field(default_factory=lambda: ReportConfig())
@@ -86,7 +103,11 @@ class EmbedConfig:
 
 def check_config(cfg) -> None:
     if not cfg.tokens:
-        raise ConfigError("tokens: required — the folder holding tokens.pt (tokens=DIR)")
+        raise ConfigError("tokens: required — the folder holding tokens.pt (tokens=DIR)" +
+                          (", or the vocabulary (centroids.pt) with import=" if cfg.import_from else ""))
+    if cfg.import_format not in FORMATS or cfg.import_missing not in MISSING:
+        raise ConfigError(f"import_format={cfg.import_format!r} / import_missing={cfg.import_missing!r}: expected "
+                          f"one of {', '.join(FORMATS)} / {', '.join(MISSING)}")
     if not cfg.dims or any(d < 1 for d in cfg.dims) or len(set(cfg.dims)) != len(cfg.dims):
         raise ConfigError(f"dims: must be distinct positive integers, got {list(cfg.dims)}")
     if not cfg.stanford_unk_name or any(c.isspace() for c in cfg.stanford_unk_name):
@@ -112,9 +133,74 @@ def reusable(read, path: Path, **kw) -> dict | None:
         return None
 
 
+def import_vectors(cfg) -> dict:
+    """embed.py import=...: vectors of another run (the paper's, Stanford's tool, gensim) for our vocabulary."""
+    out = open_run_dir(cfg.out, cfg, ignore=("device",))
+    where = Path(cfg.tokens)
+    if (where / CENTROIDS_FILE).exists() or where.suffix == ".pt":
+        vocab = Vocabulary.load(where)
+        token_names, fp = vocab.token_names, vocab.fingerprint
+        dominant = ["-"] * N_SPECIAL + [dominant_aus(c, vocab.au_names, min_intensity=1.0, top=1) for c in vocab.centroids]
+    else:                                               # a tokens dir without its vocabulary beside it
+        tokens = load_tokens(where)
+        token_names, fp, dominant = tokens.names, tokens.fingerprint, tokens.dominant_aus
+    source = Path(cfg.import_from)
+    if source.is_dir():                                 # the published folder: one CSV per d, rows = published ids
+        index, index_path = read_token_index(source, len(token_names) - N_SPECIAL)
+        row_names = published_names(index)
+        files = published_files(source)
+        wanted = [d for d in cfg.dims if d in files]
+        if not wanted:
+            raise FileNotFoundError(f"import={source}: no glove_embeddings_<d>_*.csv for dims={list(cfg.dims)} "
+                                    f"(found d = {sorted(files) or 'none'})")
+        found = [read_vectors(files[d], "published_csv") for d in wanted]
+        print(f"import: {source} (token index {index_path.name}, {len(index)} tokens); d = {wanted}"
+              + (f"; not found: d = {[d for d in cfg.dims if d not in files]}" if len(wanted) < len(cfg.dims) else ""))
+    else:
+        row_names = None
+        found = [read_vectors(source, cfg.import_format)]
+    figures, learned_by_d = {}, {}
+    report = {"source": str(source), "vocabulary": str(where), "fingerprint": fp, "missing_treatment": cfg.import_missing,
+              "train_py": "bilstm_glove starts every token from its vector here and trains them all unless "
+                          "bilstm_glove.freeze=true; tokens without a vector start from the treatment's vector",
+              "dims": {}}
+    for file in found:
+        vectors, learned, rep = align(file, token_names, row_names=row_names, aliases={cfg.stanford_unk_name: "<unk>"},
+                                      missing=cfg.import_missing, seed=cfg.glove.seed)
+        d = rep["dim"]
+        V = len(token_names)
+        if row_names is not None:  # why each published token lacks a vector
+            named = {name: i for i, name in row_names.items()}
+            lacking = rep["without_vector"]["tokens"]
+            rep["without_vector"]["not_in_token_index"] = [t for t in lacking if t not in named]
+            rep["without_vector"]["published_id_without_row"] = [t for t in lacking if t in named]
+        zeros = torch.zeros(V, d)
+        save_torch({"W": torch.from_numpy(vectors), "W_tilde": zeros, "b": torch.zeros(V), "b_tilde": torch.zeros(V),
+                    "tokens": token_names, "fingerprint": fp, "dim": d, "learned": torch.from_numpy(learned),
+                    "imported": rep, "epochs": 0, "losses": [], "converged": None, "seconds": 0.0},
+                   out / names.embeddings_file(d))
+        write_vectors_txt(token_names, torch.from_numpy(vectors), out / names.vectors_file(d))
+        report["dims"][str(d)] = rep
+        figures[d], learned_by_d[d] = (torch.from_numpy(vectors), []), torch.from_numpy(learned)
+        miss = rep["without_vector"]
+        why = (f": {len(miss['published_id_without_row'])} whose published id has no row (ids >= {rep['rows']}), "
+               f"{len(miss['not_in_token_index'])} not in the token index (<unk> clusters)") if row_names is not None else \
+            (f" ({', '.join(miss['tokens'][:6])}{' ...' if miss['count'] > 6 else ''})" if miss["count"] else "")
+        print(f"d={d}: {file.path.name} ({rep['format']}, {rep['rows']} rows): {rep['imported']} of {V} tokens imported; "
+              f"{miss['count']} without a vector -> {miss['treatment']}{why}"
+              + (f"; {rep['not_used']['count']} names not used ({', '.join(rep['not_used']['names'][:3])})"
+                 if rep["not_used"]["count"] else ""))
+    embedding_figures(out, figures, token_names, dominant, learned=learned_by_d)
+    save_json(report, out / names.IMPORT_REPORT)
+    print(f"embeddings in {out} (vocabulary {fp})")
+    return report
+
+
 def main(argv: list[str]) -> None:
-    cfg = load_config(EmbedConfig, argv, DEFAULTS)
+    cfg = load_config(EmbedConfig, argv, DEFAULTS, aliases={"import": "import_from"})
     check_config(cfg)
+    if cfg.import_from:
+        return import_vectors(cfg)
     ctx = init_distributed(cfg.device)              # under torchrun: this process's rank; else rank 0 of 1
     device = ctx.device
     out = open_run_dir(cfg.out, cfg, ignore=("device", "dims", "report")) if ctx.is_main else Path(cfg.out)
@@ -136,7 +222,7 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         matrix = cooccurrence(tokens, offsets, vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
                               unk_id=vocab.specials["<unk>"], chunk_tokens=c.chunk_tokens,
-                              dense_max_entries=c.dense_max_entries, ctx=ctx).cpu()
+                              dense_max_entries=c.dense_max_entries, ctx=ctx, show_progress=True).cpu()
         cooc_seconds = time.perf_counter() - start                             # .cpu() waited for the device
     close_distributed(ctx)                          # GloVe trains on rank 0 alone (see above)
     if not ctx.is_main:
@@ -167,6 +253,7 @@ def main(argv: list[str]) -> None:
     summary = {"vocab_size": V, "nonzeros": nnz, "cooccurrence_seconds": cooc_seconds, **stamp,
                "never_occur": unseen, "dims": {}}
     reports = {}
+    figures = {}                                                               # d -> (vectors, losses): glove/plots.py
     metadata = [[name, str(int(n)), aus or "-"] for name, n, aus in zip(vocab.names, counts, vocab.dominant_aus)]
     for d in cfg.dims:
         final = out / names.embeddings_file(d)
@@ -176,7 +263,9 @@ def main(argv: list[str]) -> None:
         else:
             checkpoint = out / "checkpoints" / f"glove_d{d}.pt"
             trainer = GloveTrainer(matrix, dim=d, cfg=cfg.glove, device=device, fingerprint=vocab.fingerprint)
-            result = trainer.fit(checkpoint=checkpoint, tb_dir=out / "tb" / f"d{d}", tag=f"glove_d{d}")
+            with progress(total=cfg.glove.epochs, desc=f"GloVe d={d}", unit="epoch") as bar:  # epochs, J, ETA
+                result = trainer.fit(checkpoint=checkpoint, tb_dir=out / "tb" / f"d{d}", tag=f"glove_d{d}",
+                                     on_epoch=lambda e: bar.update(e - bar.n, J=f"{trainer.losses[-1]:.6g}" if trainer.losses else "-"))
             model = result.model
             vectors = model.vectors().cpu()                                    # (V, d) W + W~
             for fmt, suffix in VECTOR_FORMATS.items():
@@ -200,6 +289,8 @@ def main(argv: list[str]) -> None:
                                            **reference)
         log_report(out / "tb" / f"d{d}", reports[str(d)], step=fit["epochs"])
         summary["dims"][str(d)] = fit
+        figures[d] = (done["W"] + done["W_tilde"], list(done["losses"]))
+    embedding_figures(out, figures, vocab.names, vocab.dominant_aus, hparams=OmegaConf.to_container(cfg.glove))
     save_json(reports, out / "embedding_report.json")
     print_report(reports)
     save_json(summary, out / names.SUMMARY)

@@ -48,6 +48,7 @@ import torch
 
 from utils.config import ConfigError
 from utils.distributed import Dist, all_gather_rows, all_reduce_sum
+from utils.progress import progress
 
 WEIGHTINGS = ("none", "harmonic")
 UNK_RULES = ("include", "drop_pairs", "skip_tokens")
@@ -80,7 +81,7 @@ def check_config(cfg, prefix: str = "cooccurrence") -> None:
 def cooccurrence(tokens: torch.Tensor, offsets: torch.Tensor, *, vocab_size: int, window: int = 10,
                  weighting: str = "none", unk: str = "include", unk_id: int = 0,
                  chunk_tokens: int = 262_144, dense_max_entries: int = 67_108_864,
-                 ctx: Dist | None = None) -> torch.Tensor:
+                 ctx: Dist | None = None, show_progress: bool = False) -> torch.Tensor:
     """Coalesced sparse COO (V, V) float64 on the device of `tokens`.
 
     tokens   (M,) integer token ids in [0, vocab_size), sequences concatenated
@@ -92,6 +93,7 @@ def cooccurrence(tokens: torch.Tensor, offsets: torch.Tensor, *, vocab_size: int
              accumulator: a dense one is all-reduced ((V+1)^2 entries: 8 MB at V = 1003, where the
              matrix is mostly nonzero anyway); a sparse one is all-gathered as (key, value) rows and
              merged. A rank with no sequences takes part with nothing.
+    show_progress  a progress line per chunk of positions, with ETA (utils/progress.py), on rank 0.
     """
     check_config(CooccurrenceConfig(window, weighting, unk, chunk_tokens, dense_max_entries), prefix="cooccurrence")
     V, device = int(vocab_size), tokens.device
@@ -108,7 +110,7 @@ def cooccurrence(tokens: torch.Tensor, offsets: torch.Tensor, *, vocab_size: int
     scale, units = _units(window, weighting, n_tokens=int(stats[:, 0].sum()))
     Vp = V + 1
     count = dict(V=V, window=window, units=units, chunk=int(chunk_tokens),
-                 unk_id=unk_id if unk == "drop_pairs" else None)
+                 unk_id=unk_id if unk == "drop_pairs" else None, show=show_progress and ctx.is_main)
     if Vp * Vp <= dense_max_entries:
         acc = all_reduce_sum(_count_dense(tokens, offsets, **count), ctx)       # whole units: exact in any order
         one_way = acc.view(Vp, Vp)[:V, :V]
@@ -123,7 +125,7 @@ def cooccurrence(tokens: torch.Tensor, offsets: torch.Tensor, *, vocab_size: int
     return both.coalesce() / scale                                               # exact sums, one rounding
 
 
-def _pair_keys(tokens, offsets, *, V, window, units, unk_id, chunk):
+def _pair_keys(tokens, offsets, *, V, window, units, unk_id, chunk, show=False):
     """Yield, chunk by chunk, the keys a*(V+1)+b of the one-way pairs (i, i+d), d = 1..window, and
     their weights in units (None: all 1); pairs with a separator (or a dropped <unk>) carry row/column V."""
     sep, Vp = V, V + 1
@@ -138,10 +140,12 @@ def _pair_keys(tokens, offsets, *, V, window, units, unk_id, chunk):
     following = padded.unfold(0, window, 1)                                 # (N-window+1, window): padded[i:i+window]
     unit_rows = None if all(u == 1 for u in units) else \
         torch.tensor(units, dtype=torch.float64, device=tokens.device).expand(min(chunk, n_left), window)
-    for start in range(0, n_left, chunk):
-        stop = min(start + chunk, n_left)
-        keys = left[start:stop, None] + following[start + 1:stop + 1]      # (c, window)
-        yield keys.reshape(-1), None if unit_rows is None else unit_rows[:stop - start].reshape(-1)
+    with progress(total=-(-n_left // chunk), desc="co-occurrence", unit="chunk", enabled=show and n_left > chunk) as bar:
+        for start in range(0, n_left, chunk):
+            stop = min(start + chunk, n_left)
+            keys = left[start:stop, None] + following[start + 1:stop + 1]      # (c, window)
+            yield keys.reshape(-1), None if unit_rows is None else unit_rows[:stop - start].reshape(-1)
+            bar.update(1, tokens=f"{stop:,}")
 
 
 def _count_dense(tokens, offsets, *, V, units, **kw) -> torch.Tensor:

@@ -178,8 +178,11 @@ def test_command_line(synthetic, tmp_path):
     repo = Path(cluster.__file__).resolve().parent
     run = lambda *args: subprocess.run([sys.executable, "cluster.py", *args], cwd=repo, capture_output=True, text=True)
     corpus = f"corpus={synthetic / 'corpus'}"
-    done = run(corpus, f"out={tmp_path / 'o'}", "sweep=[4,8,16]", "min_count=20", "device=cpu")
+    done = run(corpus, f"out={tmp_path / 'o'}", "sweep=[4,8,16]", "k=8", "min_count=20", "device=cpu")
     assert done.returncode == 0, done.stderr
-    assert "suggested k" in done.stdout and (tmp_path / "o" / "tokens.pt").exists()
+    assert "no knee claimed (3 k values" in done.stdout and (tmp_path / "o" / "tokens.pt").exists()
+    assert "k-means k=16: " in done.stderr and "k sweep: 3/3 k (100%)" in done.stderr  # plain progress lines
+    three = run(corpus, f"out={tmp_path / 'o3'}", "sweep=[4,8,16]", "min_count=20", "device=cpu")
+    assert three.returncode == 2 and "no knee is claimed with fewer than 4; give k=K" in three.stderr
     bad = run(corpus, f"out={tmp_path / 'p'}", "k=4", "sweep=[]", "min_cout=3")
     assert bad.returncode != 0 and "min_cout" in bad.stderr

@@ -51,12 +51,12 @@ def test_torchrun_embed_equals_single_process(tmp_path):
 @pytest.mark.slow   # ~12 s: six interpreters start
 def test_torchrun_cluster_equals_single_process(tmp_path):
     save_planted_corpus(tmp_path / "corpus", n=4000, k=6, n_sequences=9)
-    args = [f"corpus={tmp_path / 'corpus'}", "sweep=[3,6,12]", "min_count=50", "device=cpu"]
+    args = [f"corpus={tmp_path / 'corpus'}", "sweep=[3,6,12,24]", "min_count=50", "device=cpu"]
     run_script("cluster.py", *args, f"out={tmp_path / 'one'}")
     log = run_script("cluster.py", *args, f"out={tmp_path / 'two'}", ranks=2)
     assert "2 rank(s)" in log and "suggested k = 6" in log
     one, two = tmp_path / "one", tmp_path / "two"
-    for k in (3, 6, 12):
+    for k in (3, 6, 12, 24):
         a, b = load(one / "sweep" / f"k{k}.pt"), load(two / "sweep" / f"k{k}.pt")
         np.testing.assert_allclose(a["centroids"].numpy(), b["centroids"].numpy(), rtol=0, atol=1e-5)
         assert torch.equal(a["counts"], b["counts"]) and (a["n_iter"], a["stop"]) == (b["n_iter"], b["stop"])

@@ -194,8 +194,9 @@ def test_knee_of_elbow_curve():
     ks = [10, 20, 50, 100, 200, 500]
     assert knee(ks, [5.0, 3.0, 1.0, 0.9, 0.85, 0.8]) == 50
     assert knee(list(reversed(ks)), [0.8, 0.85, 0.9, 1.0, 3.0, 5.0]) == 50  # order of the sweep does not matter
-    assert knee([10, 20], [2.0, 1.0]) == 20            # fewer than three points: the largest k
-    assert knee(ks, [5.0, 4.99, 4.9, 4.5, 3.0, 0.1]) == 500  # concave: no elbow, the largest k
+    assert knee([10, 20, 50], [2.0, 1.0, 0.9]) is None       # fewer than four points: no knee claimed
+    assert knee(ks[:4], [5.0, 3.0, 1.0, 0.9]) == 50          # four are enough
+    assert knee(ks, [5.0, 4.99, 4.9, 4.5, 3.0, 0.1]) is None  # concave: no elbow, none claimed
 
 
 @pytest.mark.gpu

@@ -163,11 +163,6 @@ def test_pyfeat_files(realdata, name):
     assert "no timestamp column" in report["time_note"]
 
 
-def test_pyfeat_yaml_is_the_preset():
-    yaml = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "ingest_pyfeat.yaml"))
-    assert yaml == PRESETS["pyfeat"]
-
-
 def test_default_yaml_matches_the_schema():
     yaml = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "ingest.yaml"))
     defaults = as_reader_config(ReaderConfig())

@@ -244,7 +244,7 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
         features = model.factory(**OmegaConf.to_container(cfg[cfg.model])).featurize(dataset)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only for runs that train
     writer = SummaryWriter(str(out))
-    results = []
+    results, fitted_seconds = [], []   # seconds of each split fitted in this process: the ETA of the rest
     for k, split in enumerate(splits):
         path = out / "splits" / f"split{k}.pt"
         done = read_split(path, k)
@@ -269,8 +269,11 @@ def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
         save_torch(result, path)
         results.append(result)
         mean_test = {m: np.mean([result["targets"][t]["test_selected"][m] for t in range(len(targets))]) for m in METRICS}
+        fitted_seconds.append(time.time() - t0)
         if cfg.progress:
-            log(f"  {cfg.task}/{cfg.model} split {k + 1}/{len(splits)}: {time.time() - t0:.1f}s  test " +
+            left = len(splits) - k - 1
+            eta = f", ETA {np.mean(fitted_seconds) * left:.0f}s" if left else ""
+            log(f"  {cfg.task}/{cfg.model} split {k + 1}/{len(splits)}: {fitted_seconds[-1]:.1f}s{eta}  test " +
                 " ".join(f"{m}={v:.3f}" for m, v in mean_test.items()))
     summary = summarise(results, targets)
     checkpoint = {"config": OmegaConf.to_container(run_config(cfg), resolve=True), "model": cfg.model,

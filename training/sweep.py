@@ -34,6 +34,7 @@ from utils.io import save_text
 from utils.cli import USER_ERRORS
 from utils.processes import stop_pool, worker_init
 from utils.runs import lock_dir, open_run_dir, release_dir
+from utils.progress import progress
 
 
 @dataclass
@@ -128,6 +129,7 @@ def run_sweep(cfg: DictConfig, argv: list[str], device: torch.device) -> int:
           f"{len(todo)} to run with {workers} worker(s) -> {root}", flush=True)
     threads = threads_for(cfg, device, workers)
     start, failed = time.time(), []
+    runs = progress(total=len(todo), desc=f"sweep {sweep.name}", unit="run", enabled=len(todo) > 1)
     if workers <= 1:
         _init_worker(threads)
         for task, row, run_cfg in todo:
@@ -138,6 +140,7 @@ def run_sweep(cfg: DictConfig, argv: list[str], device: torch.device) -> int:
             except Exception as err:  # a failed run is reported; the others still run
                 failed.append(f"{task}/{row.id}")
                 _report(f"{task}/{row.id}", err)
+            runs.update(1, last=f"{task}/{row.id}", failed=len(failed))
     else:
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                    initializer=_init_worker, initargs=(threads, os.getpid()))
@@ -151,10 +154,12 @@ def run_sweep(cfg: DictConfig, argv: list[str], device: torch.device) -> int:
                 except Exception as err:
                     failed.append(futures[future])
                     _report(futures[future], err)
+                runs.update(1, last=futures[future], failed=len(failed))
         except BaseException:   # Ctrl-C, SIGTERM: the workers stop now, not after their running jobs
             stop_pool(pool)
             raise
         pool.shutdown()
+    runs.close()
     tables = []
     for task in sweep.tasks:
         rows = [(row.id, row.label or row.id, _metrics(c.out)) for t, row, c in jobs if t == task]

@@ -77,16 +77,20 @@ Layer = tuple[str, Any]  # (where it comes from, a dict or DictConfig): errors n
 
 
 def load_config(schema: type, argv: Sequence[str] = (), defaults: str | Path | None = None, *,
-                before: Sequence[Layer] = (), after: Sequence[Layer] = ()) -> DictConfig:
+                before: Sequence[Layer] = (), after: Sequence[Layer] = (),
+                aliases: dict[str, str] | None = None) -> DictConfig:
     """schema <- defaults YAML <- config=FILE <- `before` layers <- key=value pairs <- `after` layers.
 
     The extra layers let a sweep put its common settings under the command line and each row's own
-    settings over it.
+    settings over it. `aliases` names command-line keys that cannot be field names (`import=DIR` for
+    the field `import_from`).
     """
     cfg = OmegaConf.structured(schema)
     if defaults is not None and Path(defaults).exists():
         cfg = merge_layer(cfg, load_yaml_layer(defaults, str(defaults)), str(defaults))
     user_yaml, pairs = parse_overrides(argv)
+    for alias, key in (aliases or {}).items():
+        pairs = [f"{key}={p.split('=', 1)[1]}" if p.split("=", 1)[0] == alias else p for p in pairs]
     if user_yaml is not None:
         cfg = merge_layer(cfg, load_yaml_layer(user_yaml, f"config={user_yaml}"), user_yaml)
     for source, layer in [*before, ("command line", _dotlist(pairs)), *after]:

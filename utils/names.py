@@ -26,11 +26,13 @@ ELBOW_CSV = "elbow.csv"
 ELBOW_PNG = "elbow.png"
 CENTROIDS_PNG = "centroids.png"
 SUMMARY = "summary.json"                 # cluster.py and embed.py: what the run did
+IMPORT_REPORT = "import_report.json"     # cluster.py import= and embed.py import=: what the files held
 
 # embed.py: the embeddings
 COOCCURRENCE = "cooccurrence.pt"
 CREC_FILE = "cooccurrence.bin"
 GLOVE_VOCAB = "vocab.txt"
+GLOVE_LOSSES_PNG = "glove_losses.png"
 
 # train.py
 METRICS = "metrics.json"
@@ -47,6 +49,10 @@ def embeddings_file(d: int) -> str:
 
 def vectors_file(d: int) -> str:
     return f"vectors_d{d}.txt"
+
+
+def token_map_file(d: int) -> str:
+    return f"token_map_d{d}.png"
 
 
 def in_dir(path: str | Path, name: str) -> Path:

@@ -74,23 +74,26 @@ def read_sweep_result(path: str | Path, k: int) -> dict:
     return obj
 
 
-def knee(ks: list[int], mean_dists: list[float]) -> int:
-    """The k at the elbow of mean distance against log k (Kneedle, Satopaa et al. 2011).
+MIN_KNEE_POINTS = 4  # with 3 points any bend is "a knee": the middle one, always; claim none below 4
+
+
+def knee(ks: list[int], mean_dists: list[float]) -> int | None:
+    """The k at the elbow of mean distance against log k (Kneedle, Satopaa et al. 2011), or None.
 
     Both axes are scaled to [0, 1]; the knee is the point farthest below the chord joining the
-    first and the last point (for a decreasing convex curve, the largest (1 - x) - y). With fewer
-    than three k, or no point below the chord (no elbow), the largest k is returned.
+    first and the last point (for a decreasing convex curve, the largest (1 - x) - y). None (no knee
+    claimed) with fewer than MIN_KNEE_POINTS k, or when no point lies below the chord (no elbow).
     """
     order = np.argsort(ks)
     k = np.asarray(ks, dtype=np.float64)[order]
     y = np.asarray(mean_dists, dtype=np.float64)[order]
-    if len(k) < 3 or y[0] == y[-1]:
-        return int(k[-1])
+    if len(k) < MIN_KNEE_POINTS or y[0] == y[-1]:
+        return None
     x = (np.log(k) - math.log(k[0])) / (math.log(k[-1]) - math.log(k[0]))
     y = (y - y[-1]) / (y[0] - y[-1])
     gap = (1 - x) - y
     best = int(np.argmax(gap))
-    return int(k[best]) if gap[best] > 0 else int(k[-1])
+    return int(k[best]) if gap[best] > 0 else None
 
 
 def write_elbow_csv(path: str | Path, results: list[dict]) -> None:

@@ -1,9 +1,14 @@
-"""Ingest a folder tree of OpenFace CSVs into one frame corpus.
+r"""Ingest a folder tree of OpenFace CSVs (or another tool's, by preset) into one frame corpus.
 
     python ingest.py src=DIR out=DIR [key=value ...]      (defaults: configs/ingest.yaml)
 
-Every `*.csv` under `src` (sorted by relative path) is read by `data.openface.reader.load_video`; its video
-id is the path relative to `src`, POSIX, without `.csv`. The corpus format is `data/corpus.py`;
+Every file under `src` whose name matches `pattern` (default `*.csv`, any depth, sorted by relative
+path) is read by `data.openface.reader.load_video`. Its video id is the path relative to `src`, POSIX,
+without its extension, or what `id_pattern` (a regex on that path) captures: its group `id`, else its
+first group (`(\d+)_CLNF_AUs\.txt$` gives `300` for `300_P/300_CLNF_AUs.txt`). A path the regex does
+not match, or two files with one id, is an error before anything is read. A folder where no file
+matches gives an empty report, and `ingest.py` then exits 2 with `nothing_matches` (what the folder
+holds instead, and the presets). The corpus format is `data/corpus.py`;
 `out/ingest_report.json` holds every file's report (rows read, kept, dropped by reason, time source,
 errors) and the totals.
 
@@ -19,22 +24,23 @@ errors) and the totals.
 """
 from __future__ import annotations
 
+import fnmatch
 import gc
 import hashlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 import numpy as np
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
-from tqdm import tqdm
 
 from data.openface.corpus import FrameCorpus, read_meta
 from data.openface.reader import (DROP_REASONS, ReaderConfig, as_reader_config, load_video, new_report,
@@ -45,6 +51,7 @@ from utils import names
 from utils.artifacts import check_fields, load_json, parse_json
 from utils.io import atomic_path, save_json
 from utils.processes import stop_pool, worker_init
+from utils.progress import Progress
 from utils.runs import open_run_dir
 
 DEFAULTS = CONFIG_DIR / "ingest.yaml"
@@ -52,9 +59,11 @@ DEFAULTS = CONFIG_DIR / "ingest.yaml"
 
 @dataclass
 class IngestConfig(ReaderConfig):
-    """The reader's fields (data/openface.py) plus where and how to run."""
+    """The reader's fields (data/openface/reader_config.py) plus which files, where and how to run."""
     src: str = MISSING          # folder tree of CSVs
     out: str = MISSING          # corpus directory
+    pattern: str = "*.csv"      # file names to read (glob, any depth)
+    id_pattern: str = ""        # regex on the relative path -> video id (group "id" or 1); "": path without extension
     workers: int = 0            # processes; 0 = one per CPU
     progress: bool = True       # progress bar on stderr
 
@@ -76,6 +85,12 @@ def _ingest_config(cfg: Any, src: str | Path, out: str | Path) -> DictConfig:
     except Exception as err:  # OmegaConf names the key
         raise ConfigError(f"bad ingest config: {err}".splitlines()[0]) from None
     as_reader_config(merged)  # checks the reader fields, naming a bad key
+    if not merged.pattern:
+        raise ConfigError("pattern: must not be empty (default '*.csv')")
+    try:
+        re.compile(merged.id_pattern)
+    except re.error as err:
+        raise ConfigError(f"id_pattern={merged.id_pattern!r}: not a regular expression ({err})") from None
     return merged
 
 
@@ -85,10 +100,10 @@ def _workers(n: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def list_csvs(src: Path, exclude: Optional[Path] = None,
-              unreadable: Optional[list[str]] = None) -> list[tuple[str, Path]]:
-    """(relative POSIX path, path) of every *.csv under src, sorted; nothing under `exclude`.
-    Folders that cannot be listed are appended to `unreadable` (relative paths), not passed over."""
+def list_inputs(src: Path, pattern: str = "*.csv", exclude: Optional[Path] = None,
+                unreadable: Optional[list[str]] = None) -> list[tuple[str, Path]]:
+    """(relative POSIX path, path) of every file under src whose name matches `pattern`, sorted; nothing
+    under `exclude`. Folders that cannot be listed are appended to `unreadable` (relative paths), not passed over."""
     skip = exclude.resolve() if exclude is not None else None
     if skip is not None and src.resolve() not in (skip, *skip.parents):
         skip = None  # `exclude` is not inside src: nothing to leave out
@@ -106,13 +121,44 @@ def list_csvs(src: Path, exclude: Optional[Path] = None,
         dirs.sort()
         for name in files:
             path = here / name
-            if name.endswith(".csv") and path.is_file():
+            if fnmatch.fnmatchcase(name, pattern) and path.is_file():
                 found.append((path.relative_to(src).as_posix(), path))
     return sorted(found)
 
 
-def video_id(rel: str) -> str:
-    return rel[:-4] if rel.endswith(".csv") else rel
+def video_id(rel: str, id_pattern: str = "") -> str:
+    """The video id of the file at relative path `rel` (see the module docstring)."""
+    if not id_pattern:
+        return PurePosixPath(rel).with_suffix("").as_posix()
+    match = re.search(id_pattern, rel)
+    if match is None:
+        raise ValueError(f"{rel}: id_pattern={id_pattern!r} does not match this path; no video id for it")
+    if "id" in match.re.groupindex:
+        return match.group("id")
+    return match.group(1) if match.re.groups else match.group(0)
+
+
+def video_ids(rels: list[str], id_pattern: str = "") -> list[str]:
+    """Video id of each path; two paths with one id are an error naming both."""
+    ids, seen = [], {}
+    for rel in rels:
+        vid = video_id(rel, id_pattern)
+        if vid in seen:
+            raise ValueError(f"{seen[vid]} and {rel} both have video id {vid!r} (id_pattern={id_pattern!r})")
+        seen[vid] = rel
+        ids.append(vid)
+    return ids
+
+
+def nothing_matches(src: Path, pattern: str) -> str:
+    """Why a folder gave no input, with what it holds instead (the common file endings)."""
+    endings = Counter()
+    for path in src.rglob("*"):
+        if path.is_file():
+            endings[path.name.split("_")[-1] if "_" in path.name else (path.suffix or path.name)] += 1
+    held = ", ".join(f"{n} x {e}" for e, n in endings.most_common(4)) or "no files at all"
+    return (f"src={src}: no file matches pattern={pattern!r} at any depth (it holds {held}); set pattern= "
+            f"or use a preset: config=configs/ingest_<name>.yaml for one of openface, daicwoz, edaic, libreface, pyfeat")
 
 
 def part_key(rel: str, size: int, mtime_ns: int, rhash: str) -> str:
@@ -176,7 +222,7 @@ def process_file(job: tuple[str, str, str, ReaderConfig]) -> dict:
 def _run(jobs: list, workers: int, progress: bool) -> dict[str, dict]:
     """Reports of this run's files by part path, processed in `workers` processes."""
     reports = {}
-    bar = tqdm(total=len(jobs), unit="file", desc="ingest", disable=not progress, file=sys.stderr)
+    bar = Progress(total=len(jobs), unit="file", desc="ingest", enabled=progress and bool(jobs))
     kept = 0
     pool = None
     if workers <= 1 or len(jobs) <= 1:
@@ -193,9 +239,8 @@ def _run(jobs: list, workers: int, progress: bool) -> dict[str, dict]:
             reports[job[2]] = report
             kept += report["kept"]
             if report["error"]:
-                tqdm.write(f"skipped {job[1]}: {report['error']}", file=sys.stderr)
-            bar.update(1)
-            bar.set_postfix(frames=kept, refresh=False)
+                bar.write(f"skipped {job[1]}: {report['error']}")
+            bar.update(1, frames=kept)
     except BaseException:   # Ctrl-C, SIGTERM: the workers stop now, not after their running files
         if pool is not None:
             stop_pool(pool)
@@ -244,11 +289,13 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
     src_dir = Path(src)
     if not src_dir.is_dir():
         raise FileNotFoundError(f"src={src}: no such folder")
+    unreadable: list[str] = []
+    found = list_inputs(src_dir, conf.pattern, exclude=Path(out), unreadable=unreadable)
+    ids = dict(zip((rel for rel, _ in found), video_ids([rel for rel, _ in found], conf.id_pattern)))  # checked first
     out_dir = open_run_dir(out, conf, ignore=("workers", "progress"))
     rhash = reader_hash(reader)
     entries = []  # (rel, path, part)
-    unreadable: list[str] = []
-    for rel, path in list_csvs(src_dir, exclude=out_dir, unreadable=unreadable):
+    for rel, path in found:
         st = path.stat()
         entries.append((rel, path, out_dir / "parts" / f"{part_key(rel, st.st_size, st.st_mtime_ns, rhash)}.part"))
     inputs = hashlib.sha256("\n".join(e[2].name for e in entries).encode()).hexdigest()[:16]
@@ -263,7 +310,7 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
     fresh = _run(jobs, _workers(conf.workers), conf.progress)
 
     n_au = len(reader.au_names)
-    frames, times, gaps, lengths, seq_video, video_ids, reports = [], [], [], [], [], [], []
+    frames, times, gaps, lengths, seq_video, kept_ids, reports = [], [], [], [], [], [], []
     for rel, path, part in entries:
         arrays = {}
         if part.exists():
@@ -279,9 +326,9 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
         if arrays.get("frames") is None or len(arrays["frames"]) == 0:
             continue
         offsets = sequence_offsets(arrays["gap_before"], reader.on_gap)
-        seq_video += [len(video_ids)] * (len(offsets) - 1)
+        seq_video += [len(kept_ids)] * (len(offsets) - 1)
         lengths.append(np.diff(offsets))
-        video_ids.append(video_id(rel))
+        kept_ids.append(ids[rel])
         frames.append(arrays["frames"])
         times.append(arrays["timestamps"])
         gaps.append(arrays["gap_before"])
@@ -292,7 +339,7 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
     totals = _totals(reports)
     meta = {"au_names": reader.au_names, "fps": reader.fps, "src": str(src),
             "fingerprint": FrameCorpus.compute_fingerprint(frames_np, offsets_np),
-            "n_videos": len(video_ids), "n_frames": int(frames_np.shape[0]),
+            "n_videos": len(kept_ids), "n_frames": int(frames_np.shape[0]),
             "n_sequences": int(lengths_np.size), "n_files": len(entries),
             "files_failed": totals["files_failed"], "on_gap": reader.on_gap,
             "files_to_retry": sum(bool(r.get("retry")) for r in reports),
@@ -303,7 +350,7 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
         gap_before=torch.from_numpy(np.concatenate(gaps) if gaps else np.zeros(0, bool)),
         offsets=torch.from_numpy(offsets_np),
         sequence_video=torch.from_numpy(np.asarray(seq_video, dtype=np.int64)),
-        video_ids=video_ids, meta=meta)
+        video_ids=kept_ids, meta=meta)
     corpus.validate(out_dir)
     meta_path.unlink(missing_ok=True)  # from here until save() ends the directory is unfinished
     for folder in unreadable:

@@ -7,7 +7,9 @@
 and `success == 1`, puts them on a `fps` grid (data/resample.py) and reports, per file, rows read,
 kept and dropped by reason. Every choice is a `ReaderConfig` field (configs/ingest.yaml).
 
-Layouts read: OpenFace 2.0 (`", "` separators, so names carry leading spaces), 2.2 (no spaces),
+Other tools' layouts are read through the presets of data/openface/reader_config.py (DAIC-WOZ,
+E-DAIC, LibreFace, py-feat): AU sets other than the 17, AU columns named by number, millisecond
+timestamps (`time_unit`). OpenFace layouts read: 2.0 (`", "` separators, so names carry leading spaces), 2.2 (no spaces),
 with or without `face_id`, CRLF, no final newline, any extra column groups (columns are found by
 name), a cut-off last row, `frame` constant, timestamps that do not match the frame rate, NaN or
 `-nan(ind)` values and negative intensities.
@@ -30,8 +32,9 @@ from typing import Any, NamedTuple, Optional, Sequence
 import numpy as np
 
 from data.openface.csv_lines import CsvText, MissingColumnsError  # noqa: F401  (re-exported)
-from data.openface.reader_config import (DEFAULT_AUS, PRESETS, PYFEAT_AUS, READER_VERSION,  # noqa: F401
-                                ReaderConfig, as_reader_config, reader_hash)
+from data.openface.reader_config import (DAICWOZ_AUS, DEFAULT_AUS, LIBREFACE_AUS, PRESETS,  # noqa: F401
+                                         PYFEAT_AUS, READER_VERSION, TIME_UNITS, ReaderConfig, as_reader_config,
+                                         au_column_name, preset, reader_hash)
 from data.openface.resample import drop_short_sequences, gap_before as grid_gap_before, grid_rows
 from data.openface.time_source import resolve_time
 
@@ -46,7 +49,7 @@ def _columns(text: CsvText, cfg: ReaderConfig) -> dict[str, Optional[int]]:
     """Column index of each role; required ones missing raise MissingColumnsError."""
     roles = {"frame": cfg.frame_column, "timestamp": cfg.timestamp_column,
              "confidence": cfg.confidence_column, "success": cfg.success_column}
-    au_cols = [cfg.au_column.format(au=a) for a in cfg.au_names]
+    au_cols = [au_column_name(cfg.au_column, a) for a in cfg.au_names]
     wanted = [c for c in roles.values() if c is not None] + au_cols
     idx = text.require(wanted)
     out = {role: (None if name is None else text.index(name)) for role, name in roles.items()}
@@ -197,8 +200,8 @@ def load_video(path: str | Path, cfg: Any = None) -> VideoFrames:
         return _finish(reason, np.zeros(0, bool), np.zeros((0, n_au), np.float32), np.zeros(0), text, cfg, report)
 
     frame = got["frame"][alive] if "frame" in got else alive.astype(np.float64)
-    t, report["time_source"], report["time_note"] = resolve_time(
-        frame, got["timestamp"][alive] if "timestamp" in got else None, text.line_no[alive], cfg, str(path))
+    stamps = got["timestamp"][alive] * TIME_UNITS[cfg.time_unit] if "timestamp" in got else None  # seconds
+    t, report["time_source"], report["time_note"] = resolve_time(frame, stamps, text.line_no[alive], cfg, str(path))
     if t.size > 1 and t[-1] > t[0]:  # mean rate over the file: exact for regular ms-rounded times
         report["source_fps"] = round((t.size - 1) / float(t[-1] - t[0]), 3)
     if cfg.fps is not None:

@@ -1,15 +1,25 @@
 """What the OpenFace reader is asked to do: `ReaderConfig` (configs/ingest.yaml), its checking
-(`as_reader_config`), the AU name lists and the `PRESETS` for other tools.
+(`as_reader_config`), the AU name lists and the dataset presets.
 
-`PRESETS["pyfeat"]` (CLI: `config=configs/ingest_pyfeat.yaml`) reads py-feat Detector output: AU
-columns without suffix (20 AUs, AU43 instead of AU45), `FaceScore` as the confidence, no timestamp
-(frame numbers at `source_fps`). py-feat AU values are detection probabilities in [0, 1], not
-OpenFace's 0-5 intensities: do not mix the two in one corpus.
+A preset is one YAML file, `configs/ingest_<name>.yaml` (CLI: `config=configs/ingest_<name>.yaml`),
+the only place its values are written: `preset(name)` reads all its keys (reader and ingestion:
+`pattern`, `id_pattern`), `PRESETS[name]` its reader keys. The presets (PRESET_NAMES):
+- `openface`: OpenFace 2.x FeatureExtraction CSVs, the defaults (METHOD.md section 1).
+- `daicwoz`: DAIC-WOZ `NNN_CLNF_AUs.txt` (an older OpenFace: 14 intensities, `", "` separators).
+- `edaic`: E-DAIC / AVEC 2019 `NNN_OpenFace2.1.0_Pose_gaze_AUs.csv`; the video id is the participant id.
+- `libreface`: LibreFace video CSVs (`au_<n>_intensity` for 12 DISFA AUs, `frame_time_in_ms`).
+- `pyfeat`: py-feat Detector output: AU columns without suffix (20 AUs, AU43 instead of AU45),
+  `FaceScore` as the confidence, no timestamp (frame numbers at `source_fps`). Its AU values are
+  detection probabilities in [0, 1], not 0-5 intensities: do not mix them with intensities.
+AU names are always `AU<number>` (`AU01`), whatever a tool calls its columns: `au_column` maps a
+name to its column (`{au}` the name, `{n}` its number without zeros: `au_{n}_intensity`), so
+corpora of different tools share names and `cluster.py au_subset=shared` can match them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, List, Optional
 
@@ -17,13 +27,23 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from data.openface.format import AU_INTENSITY
-from utils.config import ConfigError
+from utils.config import CONFIG_DIR, ConfigError
 
 # The 17 intensities of METHOD.md section 1, in order.
 DEFAULT_AUS = AU_INTENSITY  # the 17 OpenFace intensities, in METHOD.md's order
 # py-feat Detector AUs (probabilities, not intensities).
 PYFEAT_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12",
               "AU14", "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43")
+
+# The 14 intensities of the OpenFace version DAIC-WOZ was processed with (no AU07, AU23, AU45).
+DAICWOZ_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU09", "AU10", "AU12", "AU14", "AU15",
+               "AU17", "AU20", "AU25", "AU26")
+# LibreFace's intensity AUs (the DISFA set).
+LIBREFACE_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU09", "AU12", "AU15", "AU17", "AU20",
+                 "AU25", "AU26")
+
+PRESET_NAMES = ("openface", "daicwoz", "edaic", "libreface", "pyfeat")
+TIME_UNITS = {"s": 1.0, "ms": 1e-3}   # seconds per unit of the timestamp column
 
 # Bump when parsing or filtering semantics change: cached ingestion parts then become stale.
 READER_VERSION = 1
@@ -33,9 +53,10 @@ READER_VERSION = 1
 class ReaderConfig:
     """How one CSV becomes a sequence of frames. Column fields set to null are not read."""
     au_names: List[str] = field(default_factory=lambda: list(DEFAULT_AUS))
-    au_column: str = "{au}_r"                   # column of each AU name: OpenFace intensities
+    au_column: str = "{au}_r"                   # column of each AU name ({au}: AU01, {n}: 1)
     frame_column: Optional[str] = "frame"       # null: the row index
     timestamp_column: Optional[str] = "timestamp"
+    time_unit: str = "s"                        # unit of the timestamp column: s | ms
     confidence_column: Optional[str] = "confidence"  # null: every row is confident
     success_column: Optional[str] = "success"   # null: every row is tracked
     face_id_column: Optional[str] = "face_id"   # read when the file has it
@@ -55,14 +76,30 @@ class ReaderConfig:
     min_sequence_frames: int = 1                # split: drop shorter sequences
 
 
+def preset(name: str) -> dict[str, Any]:
+    """Every key of `configs/ingest_<name>.yaml` (reader and ingestion keys)."""
+    if name not in PRESET_NAMES:
+        raise ConfigError(f"preset {name!r}: expected one of {', '.join(PRESET_NAMES)}")
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / f"ingest_{name}.yaml"))
+
+
+_READER_KEYS = {f.name for f in fields(ReaderConfig)}
 PRESETS: dict[str, dict[str, Any]] = {
-    "openface": {},
-    "pyfeat": {"au_names": list(PYFEAT_AUS), "au_column": "{au}", "timestamp_column": None,
-               "confidence_column": "FaceScore", "success_column": None, "face_id_column": None},
-}
+    name: {k: v for k, v in preset(name).items() if k in _READER_KEYS} for name in PRESET_NAMES}
+
+_AU_NAME = re.compile(r"AU(\d+)")
+
+
+def au_column_name(template: str, au: str) -> str:
+    """The column holding AU `au` ('AU01'): `{au}` is the name, `{n}` its number ('au_{n}_intensity' -> 'au_1_intensity')."""
+    match = _AU_NAME.fullmatch(au)
+    if "{n}" in template and match is None:
+        raise ConfigError(f"au_column={template!r} uses {{n}}, but AU name {au!r} is not AU<number>")
+    return template.format(au=au, n=int(match.group(1)) if match else "")
+
 
 _CHOICES = {"negative": ("clip", "keep", "drop"), "time_source": ("auto", "timestamp", "frame"),
-            "on_gap": ("mark", "split")}
+            "on_gap": ("mark", "split"), "time_unit": tuple(TIME_UNITS)}
 
 
 def as_reader_config(cfg: Any = None) -> ReaderConfig:
@@ -97,7 +134,7 @@ def as_reader_config(cfg: Any = None) -> ReaderConfig:
             raise ConfigError(f"{key}={getattr(rc, key)!r}: expected one of {', '.join(allowed)}")
     checks = [("au_names", len(rc.au_names) > 0 and len(set(rc.au_names)) == len(rc.au_names),
                "a non-empty list without repeats"),
-              ("au_column", "{au}" in rc.au_column, "a pattern containing {au}"),
+              ("au_column", "{au}" in rc.au_column or "{n}" in rc.au_column, "a pattern containing {au} or {n}"),
               ("fps", rc.fps is None or rc.fps > 0, "positive or null"),
               ("source_fps", rc.source_fps > 0, "positive"),
               ("max_source_fps", 0 <= rc.min_source_fps < rc.max_source_fps, "above min_source_fps"),
@@ -107,6 +144,11 @@ def as_reader_config(cfg: Any = None) -> ReaderConfig:
     for key, ok, what in checks:
         if not ok:
             raise ConfigError(f"{key}={getattr(rc, key)!r}: expected {what}")
+    try:
+        for au in rc.au_names:
+            au_column_name(rc.au_column, au)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(f"au_column={rc.au_column!r}: only {{au}} and {{n}} may appear in braces ({err})") from None
     return rc
 
 
