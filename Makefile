@@ -30,7 +30,8 @@ demo: $(VENV)/.installed
 	$(PY) cluster.py      $(call preset,cluster) corpus=$(OUT)/corpus/pretrain out=$(OUT)/vocab
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_a vocab=$(OUT)/vocab out=$(OUT)/tokens/task_a
 	$(PY) cluster.py      corpus=$(OUT)/corpus/task_b vocab=$(OUT)/vocab out=$(OUT)/tokens/task_b
-	$(PY) embed.py        $(call preset,embed) tokens=$(OUT)/vocab out=$(OUT)/embed
+	$(PY) embed.py        $(call preset,embed) tokens=$(OUT)/vocab out=$(OUT)/embed \
+	                      report.synth=$(OUT)/synth/pretrain report.corpus=$(OUT)/corpus/pretrain
 	$(PY) au_nets.py      $(call preset,au_nets) methods=[face_features] root=$(OUT)
 	$(PY) train.py        sweep=$(firstword $(wildcard configs/$(PRESET)/sweep.yaml) configs/sweep.yaml) root=$(OUT)
 	@echo; echo "TensorBoard: $(PY) -m tensorboard.main --logdir $(OUT)"
@@ -48,6 +49,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_kmeans.py
 	$(PY) bench/bench_embed.py
+	$(PY) bench/bench_glove.py --threads 2
 	$(PY) bench/bench_distributed.py
 	$(PY) bench/bench_train.py demo --root $(OUT)
 

@@ -4,10 +4,26 @@ Reads DIR/tokens.pt (and vocab.tsv, centroids.pt beside it) as cluster.py writes
     config.yaml                  the resolved config
     cooccurrence.pt              {"matrix": sparse COO (V, V) float64, "fingerprint", ...}
     cooccurrence.bin, vocab.txt  the same matrix for the Stanford `glove` tool (CREC, 1-based ids)
-    vectors_d{d}.txt             GloVe text format, W + W~
-    embeddings_d{d}.pt           {"W", "W_tilde" (V, d), "b", "b_tilde" (V,), "tokens", "fingerprint", ...}
-    tb/d{d}/                     TensorBoard: the loss curve and the projector view (token, count, dominant AUs)
-    summary.json                 written last: sizes, losses, timings
+    vectors_d{d}.txt             GloVe text format, W + W~ (no header)
+    vectors_d{d}.w2v.txt/.bin    word2vec text (`n d` header) and binary formats (gensim loads both)
+    embeddings_d{d}.pt           {"W", "W_tilde" (V, d), "b", "b_tilde" (V,), "learned" (V,) bool, "tokens",
+                                  "fingerprint", "report" (the fit's figures and warnings), ...}
+    embedding_report.json        what each d's vectors learnt (glove/report.py), also in TensorBoard
+    tb/d{d}/                     TensorBoard: the loss curve, the report, the projector view (token, count, AUs)
+    summary.json                 written last: per d, J (total, per nonzero), relative change, epochs,
+                                 seconds, whether the stopping rule was met, and warnings
+
+GloVe (glove/trainer.py) runs by default as the released code did (1000 epochs of mittens AdaGrad:
+measured best downstream on the demo, BENCHMARKS.md), and with `glove.converge=true` runs the paper's
+objective to its optimum (L-BFGS, stopping on the relative change of J, `glove.epochs` the maximum;
+`glove.l2` adds an L2 penalty). The console warns when J is still falling at the end (the stopping
+rule was not met), when 2dV + 2V parameters reach the number of nonzeros (the fit can
+interpolate: the vectors are not determined by the data) and when vector norms blow up.
+
+Tokens that never occur in the pretraining corpus (no nonzero in X) have nothing to learn: they are
+left out of vocab.txt, cooccurrence.bin and the vector text files (as Stanford's vocab_count would),
+and keep zero vectors with `learned` False in embeddings_d{d}.pt, which train.py's bilstm_glove
+then starts from (zeros, not random vectors passed off as learned; trainable unless frozen).
 Run it again with the same config to resume: the co-occurrence and finished dimensions are reused,
 an interrupted dimension continues from checkpoints/glove_d{d}.pt. Adding dimensions to `dims` is allowed.
 
@@ -39,17 +55,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
-from glove.files import (read_cooccurrence, read_embedding_file, write_crec, write_projector, write_vectors_txt,
-                         write_vocab_txt)
+from glove.files import VECTOR_FORMATS, read_cooccurrence, read_embedding_file, write_crec, write_projector, \
+    write_vectors, write_vectors_txt, write_vocab_txt
 from glove.import_vectors import FORMATS, MISSING, align, published_files, read_vectors
 from glove.plots import embedding_figures
+from glove.report import embedding_report, token_states
+from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove, diagnose
 from vocab.published import published_names, read_token_index
 from vocab.token_set import TokenFileError, load_tokens
 from vocab.tokens import CENTROIDS_FILE, N_SPECIAL, Vocabulary, dominant_aus
-from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.distributed import broadcast_object, close_distributed, init_distributed
@@ -60,6 +78,12 @@ from utils.runs import RunDirError, open_run_dir
 from utils.progress import progress
 
 DEFAULTS = CONFIG_DIR / "embed.yaml"
+
+
+@dataclass
+class ReportConfig:
+    synth: str = ""      # synth.py kind=pretrain's out= (hidden.pt): agreement with the hidden states
+    corpus: str = ""     # ingest.py's out= for that corpus (frame timestamps); both or neither
 
 
 @dataclass
@@ -74,6 +98,7 @@ class EmbedConfig:
     import_missing: str = "mean"          # tokens without a vector: mean | zero | random
     cooccurrence: CooccurrenceConfig = field(default_factory=CooccurrenceConfig)
     glove: GloveConfig = field(default_factory=GloveConfig)
+    report: ReportConfig = field(default_factory=lambda: ReportConfig())
 
 
 def check_config(cfg) -> None:
@@ -87,6 +112,8 @@ def check_config(cfg) -> None:
         raise ConfigError(f"dims: must be distinct positive integers, got {list(cfg.dims)}")
     if not cfg.stanford_unk_name or any(c.isspace() for c in cfg.stanford_unk_name):
         raise ConfigError(f"stanford_unk_name: must be one word, got {cfg.stanford_unk_name!r}")
+    if bool(cfg.report.synth) != bool(cfg.report.corpus):
+        raise ConfigError("report.synth and report.corpus: give both (hidden states need frame timestamps) or neither")
     check_cooccurrence(cfg.cooccurrence)
     check_glove(cfg.glove)
 
@@ -176,7 +203,7 @@ def main(argv: list[str]) -> None:
         return import_vectors(cfg)
     ctx = init_distributed(cfg.device)              # under torchrun: this process's rank; else rank 0 of 1
     device = ctx.device
-    out = open_run_dir(cfg.out, cfg, ignore=("device", "dims")) if ctx.is_main else Path(cfg.out)
+    out = open_run_dir(cfg.out, cfg, ignore=("device", "dims", "report")) if ctx.is_main else Path(cfg.out)
     vocab = load_tokens(cfg.tokens)                 # every rank: tokens are small next to the frames
     V = vocab.vocab_size
     stamp = {"fingerprint": vocab.fingerprint, "tokens_fingerprint": fingerprint(vocab.tokens, vocab.offsets)}
@@ -203,9 +230,11 @@ def main(argv: list[str]) -> None:
     if reuse:
         matrix, cooc_seconds = saved["matrix"], saved["seconds"]
         print(f"co-occurrence: reusing {cooc_file}")
-    else:
-        write_crec(matrix, out / names.CREC_FILE)
-        write_vocab_txt(vocab.names, counts, out / names.GLOVE_VOCAB, unk_name=cfg.stanford_unk_name)
+    learned = torch.zeros(V, dtype=torch.bool)                                  # (V,) a nonzero in row or column
+    learned[matrix.coalesce().indices().flatten()] = True
+    if not reuse:
+        write_crec(matrix, out / names.CREC_FILE, keep=learned)
+        write_vocab_txt(vocab.names, counts, out / names.GLOVE_VOCAB, unk_name=cfg.stanford_unk_name, keep=learned)
         save_torch({"matrix": matrix, **stamp, "vocab_size": V, "tokens": vocab.names, "seconds": cooc_seconds,
                     "ranks": ctx.world_size, **OmegaConf.to_container(c)}, cooc_file)  # written last: marks it done
     nnz = matrix._nnz()
@@ -213,9 +242,17 @@ def main(argv: list[str]) -> None:
           f"built in {cooc_seconds:.2f} s")
     if nnz == 0:
         raise TokenFileError(f"{vocab.path}: the co-occurrence matrix is empty (no sequence has two tokens?)")
+    unseen = [vocab.names[i] for i in range(V) if not learned[i]]
+    if unseen:
+        print(f"{len(unseen)} of {V} tokens never occur ({', '.join(unseen[:8])}{' ...' if len(unseen) > 8 else ''}): "
+              f"left out of vocab.txt, cooccurrence.bin and the vector files; zero vectors, learned=False, "
+              f"in embeddings_d*.pt")
+    reference = report_inputs(cfg, vocab, V)
 
     # 2. GloVe, one dimension at a time; a finished dimension is skipped
-    summary = {"vocab_size": V, "nonzeros": nnz, "cooccurrence_seconds": cooc_seconds, **stamp, "dims": {}}
+    summary = {"vocab_size": V, "nonzeros": nnz, "cooccurrence_seconds": cooc_seconds, **stamp,
+               "never_occur": unseen, "dims": {}}
+    reports = {}
     figures = {}                                                               # d -> (vectors, losses): glove/plots.py
     metadata = [[name, str(int(n)), aus or "-"] for name, n, aus in zip(vocab.names, counts, vocab.dominant_aus)]
     for d in cfg.dims:
@@ -225,30 +262,80 @@ def main(argv: list[str]) -> None:
             print(f"d={d}: finished already ({final})")
         else:
             checkpoint = out / "checkpoints" / f"glove_d{d}.pt"
-            start = time.perf_counter()
             trainer = GloveTrainer(matrix, dim=d, cfg=cfg.glove, device=device, fingerprint=vocab.fingerprint)
             with progress(total=cfg.glove.epochs, desc=f"GloVe d={d}", unit="epoch") as bar:  # epochs, J, ETA
                 result = trainer.fit(checkpoint=checkpoint, tb_dir=out / "tb" / f"d{d}", tag=f"glove_d{d}",
                                      on_epoch=lambda e: bar.update(e - bar.n, J=f"{trainer.losses[-1]:.6g}" if trainer.losses else "-"))
-            seconds = time.perf_counter() - start
             model = result.model
             vectors = model.vectors().cpu()                                    # (V, d) W + W~
-            write_vectors_txt(vocab.names, vectors, out / names.vectors_file(d))
+            for fmt, suffix in VECTOR_FORMATS.items():
+                write_vectors(vocab.names, vectors, out / f"vectors_d{d}{suffix}", format=fmt, keep=learned)
             write_projector(out / "tb" / f"d{d}", vectors, metadata, tag=f"glove_d{d}", step=result.epochs)
             done = {name: getattr(model, name).detach().cpu() for name in ("W", "W_tilde", "b", "b_tilde")}
-            done.update(tokens=vocab.names, **stamp, dim=d, epochs=result.epochs, converged=result.converged,
-                        losses=result.losses, seconds=seconds, config=OmegaConf.to_container(cfg.glove))
+            done.update(tokens=vocab.names, learned=learned, **stamp, dim=d, epochs=result.epochs,
+                        converged=result.converged, losses=result.losses, seconds=result.seconds,
+                        report={k: v for k, v in diagnose(trainer, result).items() if k != "seconds"},  # timing: top level only
+                        config=OmegaConf.to_container(cfg.glove))
             save_torch(done, final)                                            # written last: marks d done
             checkpoint.unlink(missing_ok=True)
             if not any(checkpoint.parent.iterdir()):
                 checkpoint.parent.rmdir()
-            print(f"d={d}: {result.epochs} epochs, loss {result.losses[-1]:.6g}, {seconds:.1f} s")
-        summary["dims"][str(d)] = {"epochs": done["epochs"], "final_loss": done["losses"][-1],
-                                   "converged": done["converged"], "seconds": done["seconds"]}
+        fit = {**done["report"], "seconds": done["seconds"]}
+        print(f"d={d}: J {fit['J']:.6g} ({fit['J_per_nonzero']:.3g} per nonzero), relative change {fit['rel_change']:.2g}"
+              f"/epoch, {fit['epochs']} epochs ({fit['optimizer']}), {fit['seconds']:.1f} s")
+        for line in fit["warnings"]:
+            print(f"d={d}: WARNING {line}")
+        reports[str(d)] = embedding_report(done["W"] + done["W_tilde"], counts=counts, learned=done["learned"],
+                                           **reference)
+        log_report(out / "tb" / f"d{d}", reports[str(d)], step=fit["epochs"])
+        summary["dims"][str(d)] = fit
         figures[d] = (done["W"] + done["W_tilde"], list(done["losses"]))
     embedding_figures(out, figures, vocab.names, vocab.dominant_aus, hparams=OmegaConf.to_container(cfg.glove))
+    save_json(reports, out / "embedding_report.json")
+    print_report(reports)
     save_json(summary, out / names.SUMMARY)
     print(f"embeddings in {out}")
+
+
+def report_inputs(cfg, vocab, V: int) -> dict:
+    """The k-means centres (AU space) and, on the synthetic corpus, the hidden states, for the report."""
+    inputs = {}
+    centroids = vocab.path.parent / CENTROIDS_FILE
+    if centroids.exists():
+        centres = Vocabulary.load(centroids).centroids.double().numpy()     # (k, D)
+        inputs.update(centres=centres, centre_ids=torch.arange(V - len(centres), V).numpy())
+    if cfg.report.synth:
+        from data.openface.corpus import FrameCorpus
+        corpus = FrameCorpus.load(cfg.report.corpus)
+        hidden_file = Path(cfg.report.synth) / "hidden.pt"
+        if not hidden_file.exists():
+            raise FileNotFoundError(f"report.synth: {hidden_file} does not exist (synth.py kind=pretrain's out=)")
+        hidden = torch.load(hidden_file, map_location="cpu", weights_only=True)
+        states, _ = token_states(vocab.tokens, vocab.offsets, corpus.timestamps, corpus.offsets,
+                                 corpus.sequence_ids, hidden, V)
+        inputs["states"] = states
+    return inputs
+
+
+REPORT_COLUMNS = [("mean_pairwise_cosine", "mean cos"), ("spearman_cos_vs_centre_dist", "rho(cos, centre dist)"),
+                  ("knn_overlap@5", "5-NN overlap"), ("norm_median", "median norm"), ("norm_max", "max norm"),
+                  ("spearman_norm_vs_count", "rho(norm, count)"), ("hidden_state_nn_agreement", "hidden-state NN")]
+
+
+def print_report(reports: dict) -> None:
+    shown = [(k, h) for k, h in REPORT_COLUMNS if any(k in r for r in reports.values())]
+    print("embedding report (embedding_report.json):")
+    print("  d    " + "  ".join(f"{h:>21}" for _, h in shown))
+    for d, r in reports.items():
+        print(f"  {d:<4} " + "  ".join(f"{r.get(k, float('nan')):>21.3f}" for k, _ in shown))
+
+
+def log_report(tb_dir: Path, report: dict, *, step: int) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+    with SummaryWriter(str(tb_dir)) as writer:
+        for key, value in report.items():
+            if isinstance(value, float):
+                writer.add_scalar(f"report/{key.replace('@', '_at_')}", value, step)
 
 
 if __name__ == "__main__":

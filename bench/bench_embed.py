@@ -169,7 +169,7 @@ def main() -> None:
     dense_X = X.to_dense().numpy()
     for dim in args.dims:
         for dtype in ("float32", "float64"):
-            cfg = GloveConfig(epochs=epochs, dtype=dtype)
+            cfg = GloveConfig(epochs=epochs, dtype=dtype, optimizer="mittens", converge=False)
             trainer = GloveTrainer(X, dim=dim, cfg=cfg, device=device)
             for _ in range(3):
                 trainer.run_epoch()                                                     # warm-up

@@ -7,6 +7,14 @@
   vectors when its vocabulary holds the literal `<unk>` (it appends its own), so that one name can be
   written differently here (`stanford_unk_name` in configs/embed.yaml).
 - `vectors_d{d}.txt`: GloVe text format, `token v_1 ... v_d` per line (W + W~), no header.
+- `vectors_d{d}.w2v.txt`: word2vec text format: a first line `n d`, then the GloVe text lines.
+- `vectors_d{d}.w2v.bin`: word2vec binary format (word2vec.c's `-binary 1`): the line `n d`, then per
+  token its UTF-8 name, one space, d little-endian float32, and `\n`. gensim reads both with
+  `KeyedVectors.load_word2vec_format(path, binary=...)`.
+Tokens that never occur in the pretraining corpus (no nonzero in their row of X: nothing was
+learned for them) are left out of every file here, as Stanford's `vocab_count` leaves out words
+below its minimum count: pass `keep` (V,) bool. The CREC ids are then 1-based positions in the
+written `vocab.txt`, not the project's token ids.
 All are written atomically (temp file + rename).
 """
 from __future__ import annotations
@@ -23,12 +31,24 @@ from utils.names import COOCCURRENCE, embeddings_file, in_dir
 CREC = np.dtype([("word1", "<i4"), ("word2", "<i4"), ("value", "<f8")])
 
 
-def write_crec(matrix: torch.Tensor, path: str | Path) -> int:
-    """Write the nonzeros of a sparse (V, V) matrix as CREC records; returns their number."""
+def _kept_ids(keep: torch.Tensor | None, V: int) -> np.ndarray:
+    """(V,) int64: 1-based position of each kept id among the kept ones (0 for a left-out one)."""
+    keep = np.ones(V, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    return np.where(keep, np.cumsum(keep), 0)
+
+
+def write_crec(matrix: torch.Tensor, path: str | Path, *, keep: torch.Tensor | None = None) -> int:
+    """Write the nonzeros of a sparse (V, V) matrix as CREC records; returns their number.
+
+    Ids are 1-based in the order of the kept tokens (all by default); a nonzero of a left-out token
+    is an error (those are the tokens with no nonzero)."""
     matrix = matrix.coalesce().cpu()
     rows, cols = matrix.indices().numpy()
+    new_id = _kept_ids(keep, matrix.shape[0])
+    if rows.size and (new_id[rows].min() == 0 or new_id[cols].min() == 0):
+        raise ValueError("write_crec: a left-out token has nonzeros")
     records = np.empty(rows.size, dtype=CREC)
-    records["word1"], records["word2"] = rows + 1, cols + 1
+    records["word1"], records["word2"] = new_id[rows], new_id[cols]
     records["value"] = matrix.values().numpy()
     with atomic_path(path) as tmp:
         records.tofile(tmp)
@@ -43,16 +63,48 @@ def read_crec(path: str | Path, vocab_size: int) -> torch.Tensor:
                                    check_invariants=True).coalesce()
 
 
-def write_vocab_txt(names: list[str], counts: torch.Tensor, path: str | Path, *, unk_name: str | None = None) -> None:
+def _kept(names: list[str], keep) -> list[int]:
+    ids = [i for i in range(len(names)) if keep is None or bool(keep[i])]
+    bad = [names[i] for i in ids if not names[i] or any(c.isspace() for c in names[i])]
+    if bad:
+        raise ValueError(f"token names must be non-empty and without whitespace for these formats: {bad[:3]}")
+    return ids
+
+
+def write_vocab_txt(names: list[str], counts: torch.Tensor, path: str | Path, *, unk_name: str | None = None,
+                    keep: torch.Tensor | None = None) -> None:
     shown = [unk_name if (unk_name and n == "<unk>") else n for n in names]
-    save_text("".join(f"{n} {int(c)}\n" for n, c in zip(shown, counts.tolist())), path)
+    counts = counts.tolist()
+    save_text("".join(f"{shown[i]} {int(counts[i])}\n" for i in _kept(shown, keep)), path)
 
 
-def write_vectors_txt(names: list[str], vectors: torch.Tensor, path: str | Path) -> None:
-    """GloVe text format; `%.6f` as Stanford `glove` writes (embeddings_d*.pt keeps full precision)."""
+VECTOR_FORMATS = {"glove": ".txt", "word2vec": ".w2v.txt", "word2vec_binary": ".w2v.bin"}
+
+
+def write_vectors(names: list[str], vectors: torch.Tensor, path: str | Path, *, format: str = "glove",
+                  keep: torch.Tensor | None = None) -> int:
+    """Vectors (V, d) in one of VECTOR_FORMATS; text values `%.6f` as Stanford `glove` writes them
+    (embeddings_d*.pt keeps full precision). Returns the number of tokens written."""
+    if format not in VECTOR_FORMATS:
+        raise ValueError(f"vector format must be one of {tuple(VECTOR_FORMATS)}, got {format!r}")
+    ids = _kept(names, keep)
     values = vectors.detach().cpu().double().numpy()
-    lines = [name + " " + " ".join(f"{v:.6f}" for v in row) for name, row in zip(names, values)]
-    save_text("\n".join(lines) + "\n", path)
+    header = f"{len(ids)} {values.shape[1]}\n".encode()
+    if format == "word2vec_binary":
+        rows = values.astype("<f4")
+        body = b"".join(names[i].encode() + b" " + rows[i].tobytes() + b"\n" for i in ids)
+        data = header + body
+    else:
+        text = "".join(names[i] + "".join(f" {v:.6f}" for v in values[i]) + "\n" for i in ids)
+        data = (header if format == "word2vec" else b"") + text.encode()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return len(ids)
+
+
+def write_vectors_txt(names: list[str], vectors: torch.Tensor, path: str | Path, *, keep=None) -> int:
+    """GloVe text format (no header)."""
+    return write_vectors(names, vectors, path, format="glove", keep=keep)
 
 
 def read_vectors_txt(path: str | Path) -> tuple[list[str], np.ndarray]:

@@ -21,7 +21,7 @@ from utils.runs import RunDirError
 REPO = Path(__file__).resolve().parents[1]
 V = 11
 SPECIALS = {"<unk>": 0, "<start>": 1, "<end>": 2}
-FAST = ["glove.epochs=30", "glove.checkpoint_every=10", "glove.log_every=10", "device=cpu"]
+FAST = ["glove.epochs=30", "glove.converge=false", "glove.checkpoint_every=10", "glove.log_every=10", "device=cpu"]
 
 
 def write_tokens(folder: Path, *, seed: int = 0, fingerprint: str | None = "vocab0001", vocab_tsv: bool = True) -> Path:
