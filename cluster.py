@@ -26,21 +26,22 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from data.openface.corpus import FrameCorpus
-from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, nearest, tokenize,
-                         write_vocab_tsv)
+from vocab.tokens import (N_SPECIAL, UNK, Vocabulary, check_finite, dominant_aus, gather_tokens, load_vocabulary,
+                         nearest, tokenize, write_vocab_tsv)
 from vocab.elbow import fit_or_load, knee, write_elbow_csv
+from vocab.kmeans import RANGES as KMEANS_RANGES, SPEED_ONLY, KMeansConfig
 from vocab.plots import plot_centroids, plot_elbow
 from utils.cli import run_script
-from utils.config import CONFIG_DIR, ConfigError, load_config
+from utils import names
+from utils.config import CONFIG_DIR, ConfigError, above, at_least, check_ranges, each, load_config
 from utils.distributed import all_gather_rows, all_reduce_sum, close_distributed, init_distributed, shard_sequences
 from utils.io import save_json
 from utils.runs import open_run_dir
 
-ROOT = Path(__file__).resolve().parent
-
 
 @dataclass
-class ClusterConfig:
+class ClusterConfig(KMeansConfig):
+    """The k-means options (vocab/kmeans.py: KMeansConfig, their defaults) plus the stage's own."""
     corpus: str = ""              # frame corpus directory (python ingest.py)
     out: str = ""                 # run directory
     vocab: str = ""               # an existing vocabulary (a cluster.py out dir): tokenise only
@@ -48,23 +49,17 @@ class ClusterConfig:
     sweep: list[int] = field(default_factory=list)  # k values of the elbow sweep (paper: 100 ... 10000)
     min_count: int = 500          # <unk>: cluster with fewer frames than this in the pretraining corpus
     max_dist: float = 1.75        # <unk>: frame farther than this from its centre (raw AU units)
-    n_init: int = 1               # k-means restarts; the lowest inertia is kept
-    max_iter: int = 300
-    tol: float = 1e-5             # stop when inertia falls by less than this fraction (0: off)
-    reassign_tol: float = 1e-4    # stop when at most this fraction of frames changes cluster (kmcuda: 0.01)
-    seed: int = 0
-    init_sample: int = 200_000    # k-means++ runs on this many frames drawn at random (all if fewer)
-    backend: str = "auto"         # auto (keops on CUDA, torch on CPU) | keops | torch
-    chunk: int = 0                # frames per assignment chunk; 0 = backend default
-    batch_restarts: bool = True   # run the n_init restarts in one batched reduction
     device: str = "auto"
     dominant_min: float = 1.0     # vocab.tsv: AUs of a centre at least this intense are "dominant"
     dominant_top: int = 3         # vocab.tsv: at most this many dominant AUs per token
     plot_top: int = 50            # centroids.png: the most frequent centres shown
 
 
+RANGES = {**KMEANS_RANGES, "k": at_least(0), "sweep": each(at_least(1)), "min_count": at_least(0),
+          "max_dist": above(0), "dominant_top": at_least(0), "plot_top": at_least(0)}
+
 # keys that may change between runs in one out/ directory: they do not change a fitted k
-MAY_CHANGE = ("device", "k", "sweep", "backend", "chunk", "batch_restarts", "dominant_min", "dominant_top", "plot_top")
+MAY_CHANGE = ("device", "k", "sweep", *SPEED_ONLY, "dominant_min", "dominant_top", "plot_top")
 
 
 def main(argv: list[str]) -> dict:
@@ -73,12 +68,16 @@ def main(argv: list[str]) -> dict:
         raise ConfigError("corpus= and out= are required")
     if not cfg.vocab and not cfg.sweep and cfg.k <= 0:
         raise ConfigError("give k=K, sweep=[...] or vocab=DIR")
+    check_ranges(cfg, RANGES)
+    vocab = load_vocabulary(cfg.vocab) if cfg.vocab else None      # checked before any frame is read
     ctx = init_distributed(cfg.device)            # under torchrun: this process's rank; else rank 0 of 1
     device = ctx.device
     log = print if ctx.is_main else (lambda *_: None)
     offsets = FrameCorpus.read_offsets(cfg.corpus)                # (S+1,) of the whole corpus
     corpus = FrameCorpus.load(cfg.corpus, device, sequences=shard_sequences(offsets, ctx))  # this rank's part
     check_finite(corpus, cfg.corpus)
+    if vocab is not None:
+        vocab.check_corpus(corpus, cfg.corpus)                    # before any distance is computed
     frames = corpus.frames                                        # (N_rank, D) float32
     n_frames = int(offsets[-1])
     ks = [] if cfg.vocab else list(cfg.sweep) + ([cfg.k] if cfg.k > 0 and cfg.k not in cfg.sweep else [])
@@ -91,7 +90,6 @@ def main(argv: list[str]) -> dict:
 
     # --- downstream corpus: an existing vocabulary, no clustering
     if cfg.vocab:
-        vocab = Vocabulary.load(cfg.vocab)
         labels, dist = nearest(frames, vocab.centroids, backend=cfg.backend, chunk=cfg.chunk)
         tokens = gather_tokens(tokenize(corpus, vocab, labels, dist), ctx)           # all sequences, on rank 0
         n_unk = int(all_reduce_sum((vocab.frame_tokens(labels, dist) == UNK).sum().reshape(1), ctx))
@@ -100,7 +98,7 @@ def main(argv: list[str]) -> dict:
         summary = {"vocab": cfg.vocab, "vocab_fingerprint": vocab.fingerprint, "k": vocab.k,
                    "corpus_fingerprint": corpus.fingerprint, "unk_fraction": unk}
         if ctx.is_main:
-            save_json(summary, out / "summary.json")
+            save_json(summary, out / names.SUMMARY)
             tokens.save(out)
         log(f"tokens of {n_frames} frames with vocabulary {cfg.vocab} (k={vocab.k}): <unk> {unk:.1%}")
         return summary
@@ -126,8 +124,8 @@ def main(argv: list[str]) -> dict:
         swept = [fitted[k] for k in cfg.sweep]
         suggested = knee([r["k"] for r in swept], [r["mean_dist"] for r in swept])
         if ctx.is_main:
-            write_elbow_csv(out / "elbow.csv", swept)
-            plot_elbow(out / "elbow.png", swept, suggested)
+            write_elbow_csv(out / names.ELBOW_CSV, swept)
+            plot_elbow(out / names.ELBOW_PNG, swept, suggested)
         summary["suggested_k"] = suggested
         log(f"elbow: suggested k = {suggested} (knee of mean distance against log k)")
     k = cfg.k if cfg.k > 0 else summary["suggested_k"]
@@ -144,22 +142,19 @@ def main(argv: list[str]) -> dict:
     if not ctx.is_main:
         return summary
     vocab.save(out)
-    write_vocab_tsv(out / "vocab.tsv", vocab, tokens, labels, dist, min_intensity=cfg.dominant_min,
+    write_vocab_tsv(out / names.VOCAB_TSV, vocab, tokens, labels, dist, min_intensity=cfg.dominant_min,
                     top=cfg.dominant_top)
-    names = vocab.token_names[N_SPECIAL:]                         # (k,) c0, c1, ...
-    plot_centroids(out / "centroids.png", vocab.centroids, vocab.counts, vocab.au_names, names, top=cfg.plot_top)
+    token_names = vocab.token_names[N_SPECIAL:]                   # (k,) c0, c1, ...
+    plot_centroids(out / names.CENTROIDS_PNG, vocab.centroids, vocab.counts, vocab.au_names, token_names, top=cfg.plot_top)
     aus = [dominant_aus(c, vocab.au_names, min_intensity=cfg.dominant_min, top=cfg.dominant_top)
            for c in vocab.centroids]
-    writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(names, map(int, vocab.counts), aus)),
+    writer.add_embedding(vocab.centroids.cpu(), tag=f"centroids_k{k}", metadata=list(zip(token_names, map(int, vocab.counts), aus)),
                          metadata_header=["token", "count", "dominant_aus"])
     writer.close()
-    rare = vocab.counts[labels] < cfg.min_count
-    far = dist > cfg.max_dist
     summary.update(k=k, vocab_size=vocab.size, vocab_fingerprint=vocab.fingerprint,
                    rare_clusters=int((vocab.counts < cfg.min_count).sum()),
-                   unk_fraction=float((rare | far).float().mean()), unk_rare_fraction=float(rare.float().mean()),
-                   unk_far_fraction=float(far.float().mean()), mean_dist=float(dist.double().mean()))
-    save_json(summary, out / "summary.json")
+                   **vocab.unk_fractions(labels, dist), mean_dist=float(dist.double().mean()))
+    save_json(summary, out / names.SUMMARY)
     tokens.save(out)  # last: its presence marks the stage finished
     print(f"k={k}: V={vocab.size} tokens, <unk> {summary['unk_fraction']:.1%} of frames "
           f"({summary['rare_clusters']} clusters under {cfg.min_count} frames); wrote {out}")

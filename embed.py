@@ -24,6 +24,7 @@ every epoch. Rank 0 writes every artifact.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,15 @@ import torch
 from omegaconf import OmegaConf
 
 from glove.cooccurrence import CooccurrenceConfig, check_config as check_cooccurrence, cooccurrence
-from glove.files import write_crec, write_projector, write_vectors_txt, write_vocab_txt
+from glove.files import (read_cooccurrence, read_embedding_file, write_crec, write_projector, write_vectors_txt,
+                         write_vocab_txt)
 from vocab.token_set import TokenFileError, load_tokens
 from glove.trainer import GloveConfig, GloveTrainer, check_config as check_glove
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
-from utils.distributed import broadcast_object, close_distributed, init_distributed, shard_sequences
+from utils.distributed import broadcast_object, close_distributed, init_distributed
+from utils import names
+from utils.artifacts import ArtifactError, MismatchError
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
 
@@ -66,14 +70,19 @@ def check_config(cfg) -> None:
     check_glove(cfg.glove)
 
 
-def load_own(path: Path, stamp: dict) -> dict:
-    """An artifact of this run directory; one made from other tokens must not be mixed with this run's."""
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    for key, value in stamp.items():
-        if saved.get(key) != value:
-            raise RunDirError(f"{path} was made from other tokens ({key} {saved.get(key)} != {value}); "
-                              f"use another out= or delete {path.parent}")
-    return saved
+def reusable(read, path: Path, **kw) -> dict | None:
+    """This run's own earlier artifact, read by its checked reader; a damaged one is said in one line
+    and made again (None). One made from other tokens is an error (never mixed with this run's)."""
+    if not path.exists():
+        return None
+    try:
+        return read(path, **kw)
+    except MismatchError as err:
+        raise RunDirError(str(err)) from None
+    except ArtifactError as err:
+        print(f"{err}; computing it again", file=sys.stderr)
+        path.unlink()
+        return None
 
 
 def main(argv: list[str]) -> None:
@@ -91,15 +100,14 @@ def main(argv: list[str]) -> None:
               f"V = {V}, vocabulary {vocab.fingerprint}; device {device}, {ctx.world_size} rank(s)")
 
     # 1. co-occurrence: each rank counts its share of the sequences (reused when this run already built it)
-    cooc_file = out / "cooccurrence.pt"
-    reuse = broadcast_object(ctx.is_main and cooc_file.exists(), ctx)
+    cooc_file = out / names.COOCCURRENCE
+    saved = reusable(read_cooccurrence, cooc_file, stamp=stamp) if ctx.is_main else None
+    reuse = broadcast_object(saved is not None, ctx)
     if not reuse:
         c = cfg.cooccurrence
-        mine = shard_sequences(vocab.offsets, ctx)                             # this rank's sequences
-        offsets = vocab.offsets[mine.start:mine.stop + 1]                      # (S_rank+1,)
-        tokens = vocab.tokens[int(offsets[0]):int(offsets[-1])]
+        tokens, offsets = vocab.shard(ctx, device)                             # this rank's sequences
         start = time.perf_counter()
-        matrix = cooccurrence(tokens.to(device), (offsets - offsets[0]).to(device), vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
+        matrix = cooccurrence(tokens, offsets, vocab_size=V, window=c.window, weighting=c.weighting, unk=c.unk,
                               unk_id=vocab.specials["<unk>"], chunk_tokens=c.chunk_tokens,
                               dense_max_entries=c.dense_max_entries, ctx=ctx).cpu()
         cooc_seconds = time.perf_counter() - start                             # .cpu() waited for the device
@@ -107,12 +115,11 @@ def main(argv: list[str]) -> None:
     if not ctx.is_main:
         return
     if reuse:
-        saved = load_own(cooc_file, stamp)
         matrix, cooc_seconds = saved["matrix"], saved["seconds"]
         print(f"co-occurrence: reusing {cooc_file}")
     else:
-        write_crec(matrix, out / "cooccurrence.bin")
-        write_vocab_txt(vocab.names, counts, out / "vocab.txt", unk_name=cfg.stanford_unk_name)
+        write_crec(matrix, out / names.CREC_FILE)
+        write_vocab_txt(vocab.names, counts, out / names.GLOVE_VOCAB, unk_name=cfg.stanford_unk_name)
         save_torch({"matrix": matrix, **stamp, "vocab_size": V, "tokens": vocab.names, "seconds": cooc_seconds,
                     "ranks": ctx.world_size, **OmegaConf.to_container(c)}, cooc_file)  # written last: marks it done
     nnz = matrix._nnz()
@@ -125,9 +132,9 @@ def main(argv: list[str]) -> None:
     summary = {"vocab_size": V, "nonzeros": nnz, "cooccurrence_seconds": cooc_seconds, **stamp, "dims": {}}
     metadata = [[name, str(int(n)), aus or "-"] for name, n, aus in zip(vocab.names, counts, vocab.dominant_aus)]
     for d in cfg.dims:
-        final = out / f"embeddings_d{d}.pt"
-        if final.exists():
-            done = load_own(final, stamp)
+        final = out / names.embeddings_file(d)
+        done = reusable(read_embedding_file, final, d=d, stamp=stamp)
+        if done is not None:
             print(f"d={d}: finished already ({final})")
         else:
             checkpoint = out / "checkpoints" / f"glove_d{d}.pt"
@@ -137,7 +144,7 @@ def main(argv: list[str]) -> None:
             seconds = time.perf_counter() - start
             model = result.model
             vectors = model.vectors().cpu()                                    # (V, d) W + W~
-            write_vectors_txt(vocab.names, vectors, out / f"vectors_d{d}.txt")
+            write_vectors_txt(vocab.names, vectors, out / names.vectors_file(d))
             write_projector(out / "tb" / f"d{d}", vectors, metadata, tag=f"glove_d{d}", step=result.epochs)
             done = {name: getattr(model, name).detach().cpu() for name in ("W", "W_tilde", "b", "b_tilde")}
             done.update(tokens=vocab.names, **stamp, dim=d, epochs=result.epochs, converged=result.converged,
@@ -149,7 +156,7 @@ def main(argv: list[str]) -> None:
             print(f"d={d}: {result.epochs} epochs, loss {result.losses[-1]:.6g}, {seconds:.1f} s")
         summary["dims"][str(d)] = {"epochs": done["epochs"], "final_loss": done["losses"][-1],
                                    "converged": done["converged"], "seconds": done["seconds"]}
-    save_json(summary, out / "summary.json")
+    save_json(summary, out / names.SUMMARY)
     print(f"embeddings in {out}")
 
 

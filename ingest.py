@@ -10,10 +10,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from data.openface.corpus import FrameCorpus
-from data.openface.ingest import DEFAULTS, IngestConfig, ingest
+from data.openface.ingest import DEFAULTS, IngestConfig, ingest, read_report
 from utils.cli import run_script
 from utils.config import ConfigError, load_config
-from utils.io import load_json
+from utils import names
 
 
 def main(argv: list[str]) -> FrameCorpus:
@@ -22,12 +22,18 @@ def main(argv: list[str]) -> FrameCorpus:
     if missing:
         raise ConfigError(f"missing required key(s): {', '.join(missing)} (python ingest.py src=DIR out=DIR)")
     corpus = ingest(cfg.src, cfg.out, cfg)
-    report = load_json(Path(cfg.out) / "ingest_report.json")["totals"]
+    report = read_report(cfg.out)["totals"]
     dropped = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
     print(f"{cfg.out}: {report['files']} files ({report['files_failed']} failed, {report['files_empty']} empty), "
           f"{corpus.meta['n_videos']} videos, {corpus.n_sequences} sequences, {corpus.n_frames} frames "
           f"({'every kept row' if cfg.fps is None else f'at {cfg.fps:g} fps'}) from {report['rows_read']} rows; "
           f"dropped: {dropped}")
+    where = Path(cfg.out) / names.INGEST_REPORT
+    if report["files"] == 0:       # success on nothing would let the next stage fail far from the cause
+        raise FileNotFoundError(f"src={cfg.src}: no *.csv file under it (report: {where})")
+    if report["files_failed"] == report["files"]:
+        raise ValueError(f"src={cfg.src}: every one of the {report['files']} files failed, the first with "
+                         f"{read_report(cfg.out)['errors'][0]['error']!r} (report: {where})")
     return corpus
 
 

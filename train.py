@@ -13,15 +13,17 @@ from training.config import compose, threads_for
 from training.experiment import run
 from training.sweep import run_sweep
 from utils.cli import run_script
+from utils.device import pick_device
 
 
 def main(argv: list[str]) -> int:
     cfg = compose(argv)
+    device = pick_device(cfg.device)   # resolved once; a sweep hands it to its workers
     if cfg.sweep:
-        return run_sweep(cfg, argv)
-    torch.set_num_threads(threads_for(cfg))
-    threadpool_limits(threads_for(cfg))  # numpy / scikit-learn BLAS as well
-    metrics = run(cfg)
+        return run_sweep(cfg, argv, device)
+    torch.set_num_threads(threads_for(cfg, device))
+    threadpool_limits(threads_for(cfg, device))  # numpy / scikit-learn BLAS as well
+    metrics = run(cfg, device)
     print(f"{cfg.task}/{cfg.model} -> {cfg.out}")
     for target, s in metrics["targets"].items():
         print(f"  {target:28s} pcc {s['pcc']:.3f} ± {s['pcc_std']:.3f}  rmse {s['rmse']:.3f} ± {s['rmse_std']:.3f}"

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vocab.elbow import seed_for  # noqa: E402
+from utils.seeds import seed_for  # noqa: E402
 from vocab.assign import assign, exact_sq_dist  # noqa: E402
 from vocab.kmeans import KMeans  # noqa: E402
 

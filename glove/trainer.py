@@ -19,11 +19,13 @@ AdaGrad, by name (`adagrad=`):
 
 Resumable: every `checkpoint_every` epochs the model, the optimizer state, the epoch and the loss
 history are written atomically; `fit` continues from that file when it exists (and refuses one
-written for another dimension, vocabulary fingerprint or configuration).
+written for another dimension, vocabulary fingerprint or configuration; a damaged one is said in
+one line and the dimension starts again).
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from losses.glove import glove_loss, glove_loss_and_grad, glove_weight, log_counts
 from models.glove import INITS, GloVe
 from utils.config import ConfigError
+from utils.artifacts import ArtifactError, check_fields, load_torch
 from utils.io import save_torch
 from utils.runs import RunDirError
 
@@ -118,6 +121,12 @@ def _as_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def read_checkpoint(path: str | Path) -> dict:
+    """The one reader of checkpoints/glove_d{d}.pt (what `save_checkpoint` writes)."""
+    return check_fields(load_torch(path, "GloVe checkpoint"), path, "GloVe checkpoint", {
+        "model": dict, "optimizer": dict, "epoch": int, "losses": list, "converged": bool, "meta": dict})
+
+
 class GloveTrainer:
     """Holds the model, the optimizer and the weighted targets of one (matrix, dim) fit."""
 
@@ -189,8 +198,8 @@ class GloveTrainer:
         save_torch(state, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        mine, theirs = self._meta(), state.get("meta", {})
+        state = read_checkpoint(path)
+        mine, theirs = self._meta(), state["meta"]
         if theirs != mine:
             diff = sorted(k for k in mine if theirs.get(k) != mine[k])
             raise RunDirError(f"checkpoint {path} was written by another run (differs in {diff}); "
@@ -205,9 +214,13 @@ class GloveTrainer:
             tag: str = "glove") -> GloveResult:
         cfg = self.cfg
         if checkpoint is not None and Path(checkpoint).exists():
-            self.load_checkpoint(checkpoint)
-            if log:
-                log(f"{tag}: resuming from {checkpoint} at epoch {self.epoch}")
+            try:
+                self.load_checkpoint(checkpoint)
+                if log:
+                    log(f"{tag}: resuming from {checkpoint} at epoch {self.epoch}")
+            except ArtifactError as err:     # a damaged checkpoint heals: this dimension starts again
+                print(f"{err}; starting {tag} from epoch 0", file=sys.stderr)
+                Path(checkpoint).unlink()
         start = self.epoch
         writer = None
         if tb_dir is not None:

@@ -3,9 +3,12 @@
 torchmetrics returns NaN (with a warning) for a correlation when the predictions or the targets
 are constant; a model that predicts the mean is then reported with correlation 0 and the flag
 `constant` set, never NaN. Signed values are reported (the released code reported |PCC|, |CCC|).
-torchmetrics' CCC uses sample (n - 1) variances and covariance:
-    ccc = 2 cov(p, t) / (var(p) + var(t) + (mean(p) - mean(t))^2)
-which differs from Lin's 1/n estimator by O(1/n) through the mean-shift term.
+CCC is Lin's (1989) estimator, every moment with 1/n:
+    ccc = 2 s_pt / (s_p^2 + s_t^2 + (mean(p) - mean(t))^2),  s_pt = mean((p - mean p)(t - mean t))
+as the AVEC 2019 depression baseline computes it (Baseline_systems/DDS/train_models.py, ccc_score),
+which the paper follows for task B (AVEC's CES scripts instead mix a 1/n covariance with 1/(n - 1)
+variances). torchmetrics' CCC uses (n - 1) moments instead, which shrinks
+the mean-shift term's weight by (n - 1)/n: e.g. p = [1, 2, 3], t = [2, 3, 4] give 4/7 (Lin) but 2/3.
 """
 from __future__ import annotations
 
@@ -25,6 +28,13 @@ def _constant(x: torch.Tensor) -> torch.Tensor:
     return (spread <= 1e-12 * x.abs().max(0).values.clamp(min=1.0)) | (x.shape[0] < 2)
 
 
+def _lin_ccc(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(n, D) float64 each -> (D,) Lin's CCC with 1/n moments (NaN where both are constant and equal)."""
+    mp, mt = p.mean(0), t.mean(0)
+    cov = ((p - mp) * (t - mt)).mean(0)
+    return 2 * cov / ((p - mp).pow(2).mean(0) + (t - mt).pow(2).mean(0) + (mp - mt) ** 2)
+
+
 def regression_metrics_many(preds, target) -> list[dict]:
     """Metrics of D predictions of the same targets at once: preds (D, n), target (n,)."""
     p = torch.as_tensor(np.asarray(preds, dtype=np.float64))
@@ -39,7 +49,7 @@ def regression_metrics_many(preds, target) -> list[dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pcc = tmf.pearson_corrcoef(p, t).reshape(D) if D > 1 or not constant.all() else torch.zeros(D)
-        ccc = tmf.concordance_corrcoef(p, t).reshape(D) if D > 1 or not constant.all() else torch.zeros(D)
+    ccc = _lin_ccc(p, t)
     constant |= ~(torch.isfinite(pcc) & torch.isfinite(ccc))  # near-constant: numerically a constant
     pcc, ccc = torch.where(constant, 0.0, pcc), torch.where(constant, 0.0, ccc)
     return [{"pcc": float(pcc[d]), "rmse": float(rmse[d]), "ccc": float(ccc[d]), "constant": bool(constant[d])}

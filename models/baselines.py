@@ -10,6 +10,8 @@ tensors and plain values only, so the checkpoint loads with `torch.load(weights_
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
+from typing import ClassVar, List
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from sklearn.svm import SVR
 
 from data.tasks.features import cdm_features, static_features
 from models.registry import register_model
+from utils.config import above, at_least, each, one_of
 from losses.metrics import regression_metrics, selection_score
 
 
@@ -113,23 +116,46 @@ class CDMSVR:
                 "validation_scores": self.scores}
 
 
-# `**_context`: what the runner knows about the inputs (sizes, paths), which baselines do not need
-@register_model("random")
+@dataclass
+class RandomConfig:
+    draws: int = 100
+    RANGES: ClassVar[dict] = {"draws": at_least(1)}   # checked by train.py before a run directory is written
+
+
+@dataclass
+class StaticConfig:
+    diff: str = "abs"          # mean |first difference| (default) or the signed mean (see data/tasks/features.py)
+    full_sequence: bool = True  # features over the whole sequence, ignoring max_len / stride
+    RANGES: ClassVar[dict] = {"diff": one_of("abs", "signed")}
+
+
+@dataclass
+class CDMConfig:
+    C: List[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])
+    kernels: List[str] = field(default_factory=lambda: ["rbf", "linear"])
+    epsilon: float = 0.1
+    max_iter: int = 1_000_000
+    offset: float = 0.2
+    levels: int = 4
+    full_sequence: bool = True
+    RANGES: ClassVar[dict] = {"C": each(above(0)), "kernels": each(one_of("rbf", "linear", "poly", "sigmoid")),
+                              "epsilon": at_least(0), "max_iter": at_least(1), "offset": at_least(0),
+                              "levels": at_least(2)}
+
+
+# features come from the frame corpus; `**_context`: what the runner knows about the inputs, unused here
+@register_model("random", config=RandomConfig, inputs="frames", kind="baseline")
 def random_baseline(*, draws: int = 100, seed: int = 0, **_context) -> RandomBaseline:
     return RandomBaseline(draws=draws, seed=seed)
 
 
-@register_model("static_lr")
+@register_model("static_lr", config=StaticConfig, inputs="frames", kind="baseline")
 def static_lr(*, diff: str = "abs", **_context) -> StaticLR:
     return StaticLR(diff=diff)
 
 
-@register_model("cdm_svr")
+@register_model("cdm_svr", config=CDMConfig, inputs="frames", kind="baseline")
 def cdm_svr(*, C=(0.1, 1, 10, 100, 1000), kernels=("rbf",), epsilon: float = 0.1, select: str = "ccc",
             max_iter: int = 1_000_000, offset: float = 0.2, levels: int = 4, **_context) -> CDMSVR:
     return CDMSVR(C=list(C), kernels=list(kernels), epsilon=epsilon, select=select, max_iter=max_iter,
                   offset=offset, levels=levels)
-
-
-for _factory in (random_baseline, static_lr, cdm_svr):
-    _factory.inputs, _factory.kind = "frames", "baseline"  # features come from the frame corpus

@@ -10,9 +10,9 @@ zero and their gradients are masked, so they stay zero and no replica sees anoth
 weights carry an explicit replica axis. Replica r is exactly a plain R = 1 model initialised with
 seed `seeds[r]`: `replica_state(r)` extracts it, `load_replica` writes one in.
 
-The factories take keyword options from config plus `**_context`: what the runner knows about the
-inputs (input_dim, vocab_size, tokens_fingerprint, embeddings); each takes what it needs. Config keys
-are checked by the schema before they get here.
+Each factory registers with its config dataclass (train.py's section of the same name) and takes
+those options plus `**_context`: what the runner knows about the inputs (input_dim, vocab_size,
+vectors); each takes what it needs. Config keys are checked by the schema before they get here.
 
 Variable lengths: the two directions are two unidirectional LSTMs. The backward one reads each
 sequence reversed within its own length, and each direction's state is read at position
@@ -22,7 +22,8 @@ sequence reversed within its own length, and each direction's state is read at p
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from models.registry import register_model
+from utils.config import at_least, between
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -188,12 +190,38 @@ class BiLSTMRegressor(nn.Module):
             into[k].copy_(torch.where(sel, state[k], into[k]))
 
 
+@dataclass
+class BiLSTMConfig:
+    hidden: int = 32
+    head: int = 64
+    input_dropout: float = 0.4
+    head_dropout: float = 0.2  # released code; the paper does not mention it
+    pack: bool = False         # PackedSequence instead of the (exact, faster on CPU) reversal
+    # checked by train.py (utils.config.check_ranges) before a run directory is written
+    RANGES: ClassVar[dict] = {"hidden": at_least(1), "head": at_least(1), "input_dropout": between(0, 0.99),
+                              "head_dropout": between(0, 0.99)}
+
+
+@dataclass
+class TokensConfig(BiLSTMConfig):
+    embed_dim: int = 50
+    freeze: bool = False
+    RANGES: ClassVar[dict] = {**BiLSTMConfig.RANGES, "embed_dim": at_least(1)}
+
+
+@dataclass
+class BiLSTMGloveConfig(BiLSTMConfig):
+    d: int = 50                # reads embeddings_d{d}.pt from the task's `embeddings` folder
+    freeze: bool = False       # released code: the embedding is fine-tuned
+    RANGES: ClassVar[dict] = {**BiLSTMConfig.RANGES, "d": at_least(1)}
+
+
 def _common(hidden, head, input_dropout, head_dropout, pack, n_outputs, replicas, seeds):
     return dict(hidden=hidden, head=head, input_dropout=input_dropout, head_dropout=head_dropout,
                 pack=pack, n_outputs=n_outputs, replicas=replicas, seeds=seeds)
 
 
-@register_model("bilstm_au")
+@register_model("bilstm_au", config=BiLSTMConfig, inputs="frames", kind="sequence")
 def bilstm_au(*, input_dim: int = 17, hidden: int = 32, head: int = 64, input_dropout: float = 0.4,
               head_dropout: float = 0.2, pack: bool = False, n_outputs: int = 1, replicas: int = 1,
               seeds: list[int] | None = None, **_context) -> BiLSTMRegressor:
@@ -201,7 +229,7 @@ def bilstm_au(*, input_dim: int = 17, hidden: int = 32, head: int = 64, input_dr
                            **_common(hidden, head, input_dropout, head_dropout, pack, n_outputs, replicas, seeds))
 
 
-@register_model("bilstm_tokens")
+@register_model("bilstm_tokens", config=TokensConfig, inputs="tokens", kind="sequence")
 def bilstm_tokens(*, vocab_size: int, embed_dim: int = 50, hidden: int = 32, head: int = 64,
                   input_dropout: float = 0.4, head_dropout: float = 0.2, pack: bool = False,
                   freeze: bool = False, n_outputs: int = 1, replicas: int = 1,
@@ -210,38 +238,10 @@ def bilstm_tokens(*, vocab_size: int, embed_dim: int = 50, hidden: int = 32, hea
                            **_common(hidden, head, input_dropout, head_dropout, pack, n_outputs, replicas, seeds))
 
 
-def load_glove(path: str | Path, *, tokens_fingerprint: str, vocab_size: int) -> torch.Tensor:
-    """W + W_tilde (V, d) from an `embeddings_d{d}.pt`, refusing one built on another vocabulary."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"embeddings file {path} does not exist; build it with `python embed.py`")
-    emb = torch.load(path, map_location="cpu", weights_only=True)
-    missing = [k for k in ("W", "W_tilde", "fingerprint") if k not in emb]
-    if missing:
-        raise ValueError(f"{path}: not an embeddings file (missing {missing})")
-    if emb["fingerprint"] != tokens_fingerprint:
-        raise ValueError(f"{path}: embeddings were trained on vocabulary {emb['fingerprint']}, but the tokens "
-                         f"use vocabulary {tokens_fingerprint}; tokenise with the vocabulary the embeddings came from")
-    vectors = (emb["W"] + emb["W_tilde"]).float()  # (V, d)
-    if vectors.shape[0] != vocab_size:
-        raise ValueError(f"{path}: {vectors.shape[0]} embedding rows but the tokens have vocab_size {vocab_size}")
-    return vectors
-
-
-@register_model("bilstm_glove")
-def bilstm_glove(*, embeddings: str | Path, d: int, tokens_fingerprint: str, vocab_size: int,
-                 freeze: bool = False, hidden: int = 32, head: int = 64, input_dropout: float = 0.4,
-                 head_dropout: float = 0.2, pack: bool = False, n_outputs: int = 1, replicas: int = 1,
-                 seeds: list[int] | None = None, **_context) -> BiLSTMRegressor:
-    """`embeddings` is the directory holding `embeddings_d{d}.pt` (or that file itself)."""
-    path = Path(embeddings)
-    path = path / f"embeddings_d{d}.pt" if path.is_dir() or path.suffix != ".pt" else path
-    vectors = load_glove(path, tokens_fingerprint=tokens_fingerprint, vocab_size=vocab_size)
-    if vectors.shape[1] != d:
-        raise ValueError(f"{path}: vectors have {vectors.shape[1]} dimensions, config asks for d={d}")
+@register_model("bilstm_glove", config=BiLSTMGloveConfig, inputs="embeddings", kind="sequence")
+def bilstm_glove(*, vectors: torch.Tensor, freeze: bool = False, hidden: int = 32, head: int = 64,
+                 input_dropout: float = 0.4, head_dropout: float = 0.2, pack: bool = False, n_outputs: int = 1,
+                 replicas: int = 1, seeds: list[int] | None = None, **_context) -> BiLSTMRegressor:
+    """`vectors` (V, d): the pretrained token vectors (W + W~), read by the runner for the config's `d`."""
     return BiLSTMRegressor(embedding_init=vectors, freeze_embedding=freeze,
                            **_common(hidden, head, input_dropout, head_dropout, pack, n_outputs, replicas, seeds))
-
-
-for _factory, _inputs in ((bilstm_au, "frames"), (bilstm_tokens, "tokens"), (bilstm_glove, "tokens")):
-    _factory.inputs, _factory.kind = _inputs, "sequence"  # read by training/experiment.py

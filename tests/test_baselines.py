@@ -1,11 +1,17 @@
 """Static and CDM features against a plain computation written out here; the baselines' protocol."""
+import math
+
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from data.tasks.features import cdm_features, quantise_1d, static_features
 from data.tasks.sequences import SequenceDataset
+from models.baselines import RandomBaseline
 from models.registry import create_model
+from training import experiment
+from training.protocols import Split
 
 
 def _dataset(seqs, **options):
@@ -88,13 +94,64 @@ def test_quantise_1d_orders_levels_by_intensity():
     assert (level == np.argsort(np.argsort(centres))[which]).all()  # level = rank of the true centre
 
 
-def test_random_baseline_averages_metrics_over_draws():
-    rng = np.random.default_rng(0)
-    y = rng.integers(1, 8, 50).astype(float)
-    model = create_model("random", draws=100, seed=1).fit(np.zeros((50, 0)), y)
-    pred = model.predict(np.zeros((30, 0)))
-    assert pred.shape == (100, 30) and set(np.unique(pred)) <= set(y)
+def test_random_draws_follow_the_training_labels():
+    """Each of the 100 draws samples every item independently from the training labels' empirical
+    distribution: labels 1 (a quarter) and 7 (three quarters) must appear in those proportions,
+    overall and per item, and no two draws may be the same row."""
+    y = np.array([1.0] * 10 + [7.0] * 30)
+    model = create_model("random", draws=100, seed=1).fit(np.zeros((40, 0)), y)
+    pred = model.predict(np.zeros((300, 0)))
+    assert pred.shape == (100, 300) and set(np.unique(pred)) == {1.0, 7.0}
+    share = (pred == 7.0).mean()                          # 30 000 Bernoulli(0.75): sd 0.0025
+    assert abs(share - 0.75) < 0.01
+    per_item = (pred == 7.0).mean(0)                      # 100 draws an item: sd 0.043
+    assert abs(per_item.mean() - 0.75) < 0.01 and per_item.std() == pytest.approx(math.sqrt(0.75 * 0.25 / 100), rel=0.2)
+    assert len({row.tobytes() for row in pred}) == 100
     assert model.averaged
+
+
+def _lin(p, t):
+    p, t = np.asarray(p, float), np.asarray(t, float)
+    pc, tc = p - p.mean(), t - t.mean()
+    return {"pcc": (pc * tc).sum() / math.sqrt((pc ** 2).sum() * (tc ** 2).sum()),
+            "rmse": math.sqrt(((p - t) ** 2).mean()),
+            "ccc": 2 * (pc * tc).mean() / ((pc ** 2).mean() + (tc ** 2).mean() + (p.mean() - t.mean()) ** 2)}
+
+
+def test_runner_averages_the_random_baselines_metrics_over_its_draws(monkeypatch):
+    """training/experiment.py reports the random baseline as the mean over its 100 draws of each
+    draw's metrics (the paper's "averaged from 100 independent predictions"), selecting nothing.
+    Expected values: the draws the model really made (recorded), scored with the formulas above and
+    averaged here; and, from the baseline's definition, E[MSE] = E[(p - y)^2] with p drawn from the
+    training labels, and a PCC near 0."""
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 25, n).astype(float)
+    split = Split(train=np.arange(0, 100), val=np.arange(100, 200), test=np.arange(200, 400))
+    ds = SequenceDataset(values=torch.zeros(n, 1), offsets=torch.arange(n + 1), ids=[str(i) for i in range(n)],
+                         targets=torch.from_numpy(y).float()[:, None], groups=torch.zeros(n))
+    drawn = []
+    real_predict = RandomBaseline.predict
+    monkeypatch.setattr(RandomBaseline, "predict", lambda self, X: drawn.append(real_predict(self, X)) or drawn[-1])
+    cfg = OmegaConf.create({"task": "task_b", "model": "random", "seed": 3, "random": {"draws": 100},
+                            "task_b": {"select": "ccc"}})
+    r = experiment.fit_baseline_split(cfg, np.zeros((n, 0)), ds, split, 0)["targets"][0]
+    val_draws, test_draws = drawn                                              # (100, n_val), (100, n_test)
+    assert test_draws.shape == (100, 200) and r["selected"] is None
+    for got, draws, items in ((r["test_selected"], test_draws, split.test), (r["val_selected"], val_draws, split.val)):
+        per_draw = [_lin(d, y[items]) for d in draws]
+        for m in ("pcc", "rmse", "ccc"):
+            assert got[m] == pytest.approx(np.mean([x[m] for x in per_draw]), abs=1e-9)
+        assert got["constant"] is False
+    np.testing.assert_allclose(r["test_pred"].numpy(), test_draws.mean(0))
+    # the definition: E[(p - y)^2] over p ~ training labels, averaged over the test items
+    train = y[split.train]
+    mse = np.mean([np.mean((train - t) ** 2) for t in y[split.test]])
+    assert r["test_selected"]["rmse"] == pytest.approx(math.sqrt(mse), rel=0.02)
+    assert abs(r["test_selected"]["pcc"]) < 0.03                               # sd 1/sqrt(200 * 100) = 0.007
+    # metrics averaged, not predictions: the per-item mean of the draws sits near the training mean,
+    # whose RMSE (about sqrt(var)) is well below a draw's (about sqrt(2 var))
+    assert _lin(test_draws.mean(0), y[split.test])["rmse"] < 0.8 * r["test_selected"]["rmse"]
 
 
 def test_static_lr_is_least_squares_on_the_features():

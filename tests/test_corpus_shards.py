@@ -31,7 +31,7 @@ def test_shards_put_together_are_the_corpus(tmp_path, world):
     rebuilt = torch.cat([p.offsets[:-1] + int(sum(q.n_frames for q in parts[:i])) for i, p in enumerate(parts)])
     assert torch.equal(torch.cat([rebuilt, whole.offsets[-1:]]), whole.offsets)
     assert [i for p in parts for i in p.sequence_ids] == whole.sequence_ids
-    assert all(p.fingerprint == "whole" and int(p.offsets[0]) == 0 for p in parts)
+    assert all(p.fingerprint == whole.fingerprint and int(p.offsets[0]) == 0 for p in parts)
     assert [p.first_row for p in parts] == [int(whole.offsets[p.shard.start]) for p in parts]
     assert [p.shard for p in parts] == shards
 

@@ -1,4 +1,5 @@
-"""PCC, RMSE, CCC against NumPy formulas; constant predictions are 0 and flagged, never NaN."""
+"""PCC, RMSE, CCC against their textbook formulas written out in NumPy (CCC: Lin 1989, 1/n moments,
+as AVEC 2019's depression baseline); constant predictions are 0 and flagged, never NaN."""
 import math
 
 import numpy as np
@@ -12,14 +13,26 @@ def _numpy(p, t):
     pc, tc = p - p.mean(), t - t.mean()
     pcc = (pc * tc).sum() / math.sqrt((pc ** 2).sum() * (tc ** 2).sum())
     rmse = math.sqrt(((p - t) ** 2).mean())
-    n = len(p)  # torchmetrics' CCC: sample (n - 1) variances and covariance
-    cov, vp, vt = (pc * tc).sum() / (n - 1), (pc ** 2).sum() / (n - 1), (tc ** 2).sum() / (n - 1)
+    # Lin's concordance: population (1/n) covariance and variances
+    cov, vp, vt = (pc * tc).mean(), (pc ** 2).mean(), (tc ** 2).mean()
     ccc = 2 * cov / (vp + vt + (p.mean() - t.mean()) ** 2)
     return pcc, rmse, ccc
 
 
+def test_ccc_is_lins_by_hand():
+    """p = t - 1 on three items: means 2 and 3, variances and covariance 2/3 (1/n), so Lin's
+    CCC = (4/3) / (2/3 + 2/3 + 1) = 4/7; the (n - 1) convention would give 2 / 3 instead."""
+    got = regression_metrics([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])
+    assert got["ccc"] == pytest.approx(4 / 7, abs=1e-12)
+    assert got["pcc"] == pytest.approx(1.0, abs=1e-12) and got["rmse"] == pytest.approx(1.0, abs=1e-12)
+    # a perfect prediction is 1 and a reversed one -1 (centred: no mean shift)
+    assert regression_metrics([1.0, 5.0, 3.0], [1.0, 5.0, 3.0])["ccc"] == pytest.approx(1.0, abs=1e-12)
+    assert regression_metrics([5.0, 1.0, 3.0], [1.0, 5.0, 3.0])["ccc"] == pytest.approx(-1.0, abs=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_metrics_equal_numpy(seed):
+    """Expected: the textbook formulas written out in `_numpy` (CCC: Lin's, 1/n moments)."""
     rng = np.random.default_rng(seed)
     t = rng.integers(1, 8, 40).astype(float)
     p = t * rng.uniform(-1, 1) + rng.normal(0, 2, 40) + rng.normal()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from data.tasks.sequences import pad_collate
+from glove.files import read_embeddings
 from models.bilstm import BiLSTMRegressor, reverse_padded
 from models.registry import create_model, known_models
 from utils.io import save_torch
@@ -119,40 +120,78 @@ def _embeddings(path, fp, V=20, d=4):
 def test_glove_initialises_from_w_plus_w_tilde(tmp_path):
     _embeddings(tmp_path, "abc")
     emb = torch.load(tmp_path / "embeddings_d4.pt", weights_only=True)
-    m = create_model("bilstm_glove", embeddings=str(tmp_path), d=4, tokens_fingerprint="abc", vocab_size=20, replicas=2)
+    vectors = read_embeddings(tmp_path, d=4, tokens_fingerprint="abc", vocab_size=20)
+    m = create_model("bilstm_glove", vectors=vectors, replicas=2)
     torch.testing.assert_close(m.replica_state(1)["embedding"], emb["W"] + emb["W_tilde"])
-    frozen = create_model("bilstm_glove", embeddings=str(tmp_path), d=4, tokens_fingerprint="abc", vocab_size=20, freeze=True)
+    frozen = create_model("bilstm_glove", vectors=vectors, freeze=True)
     assert not frozen.embedding.requires_grad
 
 
 def test_glove_refuses_another_vocabulary(tmp_path):
     _embeddings(tmp_path, "abc")
     with pytest.raises(ValueError, match="vocabulary"):
-        create_model("bilstm_glove", embeddings=str(tmp_path), d=4, tokens_fingerprint="xyz", vocab_size=20)
+        read_embeddings(tmp_path, d=4, tokens_fingerprint="xyz", vocab_size=20)
+    with pytest.raises(ValueError, match="vocab_size"):
+        read_embeddings(tmp_path, d=4, tokens_fingerprint="abc", vocab_size=21)
     with pytest.raises(FileNotFoundError):
-        create_model("bilstm_glove", embeddings=str(tmp_path), d=8, tokens_fingerprint="abc", vocab_size=20)
+        read_embeddings(tmp_path, d=8, tokens_fingerprint="abc", vocab_size=20)
 
 
 def test_checkpointed_replica_loads_weights_only(tmp_path):
-    m = create_model("bilstm_au", input_dim=17, replicas=2)
-    save_torch({"state": m.replica_state(0), "kwargs": m.kw}, tmp_path / "best.pt")
+    """best.pt keeps one replica as a plain state + kwargs: loaded with weights_only into a plain
+    BiLSTMRegressor it must predict what that replica predicted inside the batched model."""
+    m = create_model("bilstm_au", input_dim=17, replicas=2, seeds=[5, 6]).eval()
+    save_torch({"state": m.replica_state(1), "kwargs": m.kw}, tmp_path / "best.pt")
     ck = torch.load(tmp_path / "best.pt", weights_only=True)
     plain = BiLSTMRegressor(**ck["kwargs"])
     plain.load_state_dict(ck["state"])
+    plain.eval()
+    batch = _batch(_frames([5, 9, 2]))
+    want = m(batch["x"], batch["lengths"])[:, 1]                        # (B, 1) replica 1
+    got = plain(batch["x"], batch["lengths"])[:, 0]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got, m(batch["x"], batch["lengths"])[:, 0])  # not replica 0's
+
+
+def _train_steps(model, batch, y, steps=3):
+    """Plain Adam on the sum of the replicas' MSEs (what training/loop.py does), dropout off."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        dev = model.w1.device
+        loss = ((model(batch["x"].to(dev), batch["lengths"])[:, :, 0] - y.to(dev)) ** 2).mean(0).sum()
+        opt.zero_grad()
+        loss.backward()
+        model.mask_grads()
+        opt.step()
+    return model
 
 
 @pytest.mark.gpu
 def test_cuda_replicas_match_cpu_and_train():
-    cpu = create_model("bilstm_tokens", vocab_size=20, embed_dim=6, replicas=3, seeds=[1, 2, 3])
-    gpu = create_model("bilstm_tokens", vocab_size=20, embed_dim=6, replicas=3, seeds=[1, 2, 3]).cuda()
+    """Independent expectation: the CPU computes the same network, so CUDA's forward pass, its
+    trained replicas (same data, same Adam steps, dropout off) and the chosen-replica merge must
+    equal the CPU's up to float rounding."""
+    kw = dict(vocab_size=20, embed_dim=6, replicas=3, seeds=[1, 2, 3], input_dropout=0.0, head_dropout=0.0)
+    cpu = create_model("bilstm_tokens", **kw)
+    gpu = create_model("bilstm_tokens", **kw).cuda()
     cpu.replica_owner()  # the owner cache must follow the model to the device
     batch = _batch(_tokens([5, 9, 2]))
     cpu.eval(), gpu.eval()
     torch.testing.assert_close(gpu(batch["x"].cuda(), batch["lengths"]).cpu(), cpu(batch["x"], batch["lengths"]),
                                rtol=1e-3, atol=1e-4)
-    gpu.train()
-    gpu(batch["x"].cuda(), batch["lengths"]).sum().backward()
-    gpu.mask_grads()
-    best = {k: v.clone() for k, v in gpu.state_dict().items()}
+    before = {r: gpu.replica_state(r) for r in range(3)}
+    y = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))        # (B, R) a target per replica
+    _train_steps(cpu.train(), batch, y), _train_steps(gpu.train(), batch, y)
+    for r in range(3):
+        got = gpu.replica_state(r)
+        assert all(v.device.type == "cpu" for v in got.values())
+        torch.testing.assert_close(got, cpu.replica_state(r), rtol=1e-3, atol=1e-4)
+        assert not torch.equal(got["w2"], before[r]["w2"])                     # it did train
+    # keep replicas 0 and 2 of the trained model, replica 1 as it was before training
+    holder = create_model("bilstm_tokens", **kw).cuda()
+    best = {k: v.clone() for k, v in holder.state_dict().items()}
     gpu.merge_replicas(best, torch.tensor([True, False, True]))
-    assert gpu.replica_state(2)["embedding"].device.type == "cpu"
+    holder.load_state_dict(best)
+    for r in (0, 2):
+        torch.testing.assert_close(holder.replica_state(r), gpu.replica_state(r), rtol=0, atol=0)
+    torch.testing.assert_close(holder.replica_state(1), before[1], rtol=0, atol=0)

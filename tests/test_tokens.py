@@ -78,7 +78,7 @@ def test_tokens_from_another_vocabulary_or_corpus_are_refused(tmp_path):
     assert torch.load(tmp_path / "tokens.pt")["specials"] == {"<unk>": 0, "<start>": 1, "<end>": 2}
     with pytest.raises(ValueError, match="made with vocabulary .* not with the expected vocabulary"):
         Tokens.load(tmp_path, vocab=other)
-    with pytest.raises(ValueError, match="not of the expected corpus"):
+    with pytest.raises(ValueError, match="not with the expected corpus"):
         Tokens.load(tmp_path, vocab=vocab.fingerprint, corpus_fingerprint="0123")
 
 

@@ -1,12 +1,16 @@
 """train.py end to end on tiny inputs built in a temp dir: one run, a sweep, resumption."""
+import csv
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
+from models.bilstm import BiLSTMRegressor
 from utils.cli import run_script
 from tests.tiny_tasks import make_task, task_overrides
 from training.config import compose
@@ -30,6 +34,8 @@ def _at_repo_root(monkeypatch):
 
 
 def test_one_run_writes_a_complete_run_dir(tasks, tmp_path):
+    """A complete run dir; the selected restart checked against the model rebuilt from best.pt alone
+    (check_selected_restart: predictions and metrics recomputed outside the code under test)."""
     out = tmp_path / "run"
     argv = tasks + FAST + ["task=task_b", "model=bilstm_glove", "bilstm_glove.d=4", "task_b.restarts=3",
                            "train.parallel_restarts=2", f"out={out}"]
@@ -39,11 +45,8 @@ def test_one_run_writes_a_complete_run_dir(tasks, tmp_path):
     assert s["restarts"]["n"] == 3 and all(k in s for k in ("ccc", "pcc", "rmse"))
     ck = torch.load(out / "best.pt", weights_only=True)
     assert set(ck["states"]) == {"split0/phq8"} and ck["config"]["bilstm_glove"]["d"] == 4
-    from models.bilstm import BiLSTMRegressor
     BiLSTMRegressor(**ck["kwargs"]).load_state_dict(ck["states"]["split0/phq8"])
-    # the selected restart is the best on validation (test never consulted)
-    split = torch.load(out / "splits" / "split0.pt", weights_only=True)["targets"][0]
-    assert split["selected"] == max(range(3), key=lambda q: split["val"][q]["ccc"])
+    check_selected_restart(out, tasks, restarts=3)
     # TensorBoard: loss curves and hparams in the run's own directory
     tags = set()
     for f in out.glob("events.*"):
@@ -129,12 +132,73 @@ def test_missing_inputs_name_the_key(tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_run_batches_the_restarts(tasks, tmp_path):
+    """The 4 restarts train as one batched model on CUDA; the selected one, rebuilt on the CPU from
+    best.pt, must reproduce the run's predictions, metrics and best-epoch validation loss (TF32 on
+    the GPU: looser tolerances)."""
     out = tmp_path / "run"
     argv = tasks + FAST + ["task=task_b", "model=bilstm_tokens", "task_b.restarts=4", "device=cuda", f"out={out}"]
     assert train.main(argv) == 0
     ck = torch.load(out / "best.pt", weights_only=True)
     assert ck["states"]["split0/phq8"]["embedding"].device.type == "cpu"
     assert json.loads((out / "metrics.json").read_text())["targets"]["phq8"]["restarts"]["n"] == 4
+    check_selected_restart(out, tasks, restarts=4, atol=5e-3)
+
+
+def _lin(p, t) -> dict:
+    """PCC, RMSE and Lin's CCC (1/n moments) written out."""
+    p, t = np.asarray(p, float), np.asarray(t, float)
+    pc, tc = p - p.mean(), t - t.mean()
+    return {"pcc": (pc * tc).sum() / math.sqrt((pc ** 2).sum() * (tc ** 2).sum()),
+            "rmse": math.sqrt(((p - t) ** 2).mean()),
+            "ccc": 2 * (pc * tc).mean() / ((pc ** 2).mean() + (tc ** 2).mean() + (p.mean() - t.mean()) ** 2)}
+
+
+def check_selected_restart(out: Path, overrides: list[str], *, restarts: int, atol: float = 1e-4) -> None:
+    """Independent check of a task_b sequence run: rebuild the selected model from best.pt alone,
+    feed it each validation and test video as the released code cuts them (last 500 * 6 tokens,
+    every 6th) read straight from tokens.pt, unscale with the training split's label range read from
+    labels.csv, and score with the formulas above. Its test metrics must be the reported ones, its
+    validation CCC the best of the restarts', and its scaled validation MSE the lowest of its curve
+    (best state restored)."""
+    paths = dict(o.split("=", 1) for o in overrides)
+    with open(paths["task_b.labels"], newline="") as f:
+        rows = {r["video_id"]: r for r in csv.DictReader(f)}
+    tokens = torch.load(Path(paths["task_b.tokens"]) / "tokens.pt", weights_only=True)
+    ids, offsets = tokens["video_ids"], tokens["offsets"].tolist()
+    y = {part: np.array([float(rows[v]["phq8"]) for v in ids if rows[v]["split"] == part])
+         for part in ("train", "validation", "test")}
+    lo, span = y["train"].min(), y["train"].max() - y["train"].min()
+    ck = torch.load(out / "best.pt", weights_only=True)
+    assert float(ck["target_scale"]["split0"]["lo"][0]) == lo and float(ck["target_scale"]["split0"]["span"][0]) == span
+    model = BiLSTMRegressor(**ck["kwargs"])
+    model.load_state_dict(ck["states"]["split0/phq8"])
+    model.eval()
+
+    def predict(part):  # (n,) scaled outputs, one video at a time
+        out_ = []
+        for i, v in enumerate(ids):
+            if rows[v]["split"] == part:
+                a, b = offsets[i], offsets[i + 1]
+                x = tokens["tokens"][max(a, b - 500 * 6):b:6]
+                out_.append(float(model(x[None], torch.tensor([len(x)]))[0, 0, 0]))
+        return np.array(out_)
+
+    with torch.no_grad():
+        scaled = {part: predict(part) for part in ("validation", "test")}
+    pred = {part: lo + (s + 1) / 2 * span for part, s in scaled.items()}
+    split = torch.load(out / "splits" / "split0.pt", weights_only=True)["targets"][0]
+    q = split["selected"]
+    assert len(split["val"]) == len(split["test"]) == restarts and 0 <= q < restarts
+    np.testing.assert_allclose(split["test_pred"].numpy(), pred["test"], rtol=0, atol=atol * span)
+    reported = json.loads((out / "metrics.json").read_text())["targets"]["phq8"]
+    for part, got in (("test", reported), ("validation", split["val"][q])):
+        want = _lin(pred[part], y[part])
+        for m in ("pcc", "rmse", "ccc"):
+            assert got[m] == pytest.approx(want[m], abs=10 * atol), (part, m)
+    assert split["val"][q]["ccc"] == max(v["ccc"] for v in split["val"])      # the best on validation
+    val_mse = float(np.mean((scaled["validation"] - (2 * (y["validation"] - lo) / span - 1)) ** 2))
+    assert val_mse == pytest.approx(min(split["val_loss"]), abs=atol)
+    assert split["val_loss"][split["best_epoch"]] == min(split["val_loss"])
 
 
 def test_changed_inputs_are_refused_not_reused(tmp_path, capsys):

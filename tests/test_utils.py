@@ -52,8 +52,10 @@ def test_not_key_value_is_an_error():
 def test_run_dir_refuses_a_different_config(tmp_path):
     a = OmegaConf.create({"k": 1, "device": "cpu"})
     open_run_dir(tmp_path / "r", a)
-    open_run_dir(tmp_path / "r", OmegaConf.create({"k": 1, "device": "cuda"}))  # device may change
-    with pytest.raises(RunDirError, match=r"k: 1 -> 2"):
+    open_run_dir(tmp_path / "r", OmegaConf.create({"k": 3, "device": "cpu"}))   # nothing written yet: a fixed config
+    (tmp_path / "r" / "result.pt").write_bytes(b"")
+    open_run_dir(tmp_path / "r", OmegaConf.create({"k": 3, "device": "cuda"}))  # device may change
+    with pytest.raises(RunDirError, match=r"k: 3 -> 2"):
         open_run_dir(tmp_path / "r", OmegaConf.create({"k": 2, "device": "cpu"}))
 
 

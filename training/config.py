@@ -9,16 +9,17 @@ finished run look different.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from utils.config import ConfigError, load_config
+from data.tasks.targets import TASK_TARGETS, TASKS
+from models.registry import get_model, known_models
+from utils.config import ConfigError, above, at_least, between, check_ranges, load_config, one_of
 
-TASKS = ("task_a", "task_b")
-TASK_A_TARGETS = ["conceptual_disorganisation", "flow_of_conversation", "hallucinations", "suspiciousness", "delusions"]
 
 
 @dataclass
@@ -52,50 +53,7 @@ class LoopConfig:
 
 
 @dataclass
-class BiLSTMConfig:
-    hidden: int = 32
-    head: int = 64
-    input_dropout: float = 0.4
-    head_dropout: float = 0.2  # released code; the paper does not mention it
-    pack: bool = False         # PackedSequence instead of the (exact, faster on CPU) reversal
-
-
-@dataclass
-class TokensConfig(BiLSTMConfig):
-    embed_dim: int = 50
-    freeze: bool = False
-
-
-@dataclass
-class GloveConfig(BiLSTMConfig):
-    d: int = 50
-    freeze: bool = False       # released code: the embedding is fine-tuned
-
-
-@dataclass
-class RandomConfig:
-    draws: int = 100
-
-
-@dataclass
-class StaticConfig:
-    diff: str = "abs"          # mean |first difference| (default) or the signed mean (see data/features.py)
-    full_sequence: bool = True  # features over the whole sequence, ignoring max_len / stride
-
-
-@dataclass
-class CDMConfig:
-    C: List[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])
-    kernels: List[str] = field(default_factory=lambda: ["rbf", "linear"])
-    epsilon: float = 0.1
-    max_iter: int = 1_000_000
-    offset: float = 0.2
-    levels: int = 4
-    full_sequence: bool = True
-
-
-@dataclass
-class TrainConfig:
+class RunConfig:
     task: str = "task_a"
     model: str = "bilstm_au"
     root: str = "runs/demo"    # the pipeline's output folder; the task paths in train.yaml hang off it
@@ -108,25 +66,31 @@ class TrainConfig:
     threads: int = 0           # torch threads per process; 0: 1 on the CPU (see threads_for), cores / workers on CUDA
     seed: int = 0
     progress: bool = True
-    task_a: TaskConfig = field(default_factory=lambda: TaskConfig(targets=list(TASK_A_TARGETS)))
+    task_a: TaskConfig = field(default_factory=lambda: TaskConfig(targets=list(TASK_TARGETS["task_a"])))
     task_b: TaskConfig = field(default_factory=lambda: TaskConfig(
-        targets=["phq8"], protocol="split", restarts=50, max_len=500, stride=6))
+        targets=list(TASK_TARGETS["task_b"]), protocol="split", restarts=50, max_len=500, stride=6))
     train: LoopConfig = field(default_factory=LoopConfig)
-    bilstm_au: BiLSTMConfig = field(default_factory=BiLSTMConfig)
-    bilstm_tokens: TokensConfig = field(default_factory=TokensConfig)
-    bilstm_glove: GloveConfig = field(default_factory=GloveConfig)
-    random: RandomConfig = field(default_factory=RandomConfig)
-    static_lr: StaticConfig = field(default_factory=StaticConfig)
-    cdm_svr: CDMConfig = field(default_factory=CDMConfig)
 
 
-def threads_for(cfg: DictConfig, workers: int = 1) -> int:
+TASK_RANGES = {"folds": at_least(2), "val_fraction": between(0.01, 0.99), "restarts": at_least(1),
+               "max_len": at_least(1), "stride": at_least(1), "crop": one_of("last", "first")}
+LOOP_RANGES = {"lr": above(0), "batch_size": at_least(1), "max_epochs": at_least(1), "patience": at_least(1),
+               "parallel_restarts": at_least(0)}
+TRAINED_KINDS = ("sequence", "baseline")   # train.py's models; AU detectors belong to faces.py
+
+# train.py's schema: the run's own keys plus one section per registered model, named as the model,
+# typed by the dataclass the model registered with (models/registry.py)
+TrainConfig = make_dataclass("TrainConfig", [
+    (name, get_model(name).config, field(default_factory=get_model(name).config)) for name in known_models(*TRAINED_KINDS)],
+    bases=(RunConfig,))
+
+
+def threads_for(cfg: DictConfig, device: torch.device, workers: int = 1) -> int:
     """Torch threads per process. On the CPU one: these LSTMs are too small for intra-op threads to
     pay, and on a busy machine OpenMP threads that spin-wait made one run 3-20x slower (measured)."""
     if cfg.threads:
         return cfg.threads
-    from utils.device import pick_device
-    if pick_device(cfg.device).type == "cpu":
+    if device.type == "cpu":
         return 1
     return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
@@ -149,20 +113,19 @@ def compose(argv: Sequence[str] = (), *, before: Sequence[tuple[str, Any]] = (),
 
 def check(cfg: DictConfig) -> None:
     """Values the types cannot check."""
-    from models.registry import known_models
     if cfg.task not in TASKS:
         raise ConfigError(f"task={cfg.task}: unknown task; known tasks: {', '.join(TASKS)}")
-    if cfg.model not in known_models():
-        raise ConfigError(f"model={cfg.model}: unknown model; known models: {', '.join(known_models())}")
-    if cfg.model not in cfg:
-        raise ConfigError(f"model={cfg.model} has no config section in training/config.py")
+    if cfg.model not in known_models(*TRAINED_KINDS):
+        raise ConfigError(f"model={cfg.model}: unknown model; known models: {', '.join(known_models(*TRAINED_KINDS))}")
     task = cfg[cfg.task]
     if task.protocol not in ("kfold", "split"):
         raise ConfigError(f"{cfg.task}.protocol={task.protocol}: must be kfold or split")
     if task.select not in ("ccc", "pcc", "rmse", "mse"):
         raise ConfigError(f"{cfg.task}.select={task.select}: must be ccc, pcc, rmse or mse")
-    if task.restarts < 1 or task.folds < 2 or task.stride < 1:
-        raise ConfigError(f"{cfg.task}: restarts >= 1, folds >= 2 and stride >= 1 are required")
+    check_ranges(task, TASK_RANGES, prefix=f"{cfg.task}.")
+    check_ranges(cfg.train, LOOP_RANGES, prefix="train.")
+    check_ranges(cfg, {"workers": at_least(1), "threads": at_least(0)})
+    check_ranges(cfg[cfg.model], getattr(get_model(cfg.model).config, "RANGES", {}), prefix=f"{cfg.model}.")
 
 
 def run_config(cfg: DictConfig) -> DictConfig:

@@ -22,22 +22,22 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from data.openface.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus, corpus_fingerprint
 from data.tasks.labels import LabelTable, read_labels
 from data.tasks.sequences import SequenceDataset
-from models.registry import get_model
+from glove.files import read_embeddings
+from models.registry import ModelEntry, get_model
 from training.config import RESUMABLE_KEYS, run_config
 from training.loop import TargetScale, evaluate, fit
 from losses.metrics import METRICS, regression_metrics_many
 from training.protocols import Split, fixed_split, kfold, select_restart, to_items
-from utils.device import pick_device
-from utils.io import file_digest, load_json, save_json, save_torch
+from training.artifacts import read_inputs, read_metrics, read_split
+from utils.io import file_digest, save_json, save_torch
+from vocab.tokens import Tokens
+from utils import names
+from utils.seeds import seed_for
+from utils.names import in_dir
 from utils.runs import RunDirError, open_run_dir
-
-
-def seed_for(*keys: int) -> int:
-    """A seed per (run seed, split, target, restart, ...): independent streams, same for any chunking."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
 def _need(task_cfg: DictConfig, task: str, key: str, what: str) -> str:
@@ -47,51 +47,63 @@ def _need(task_cfg: DictConfig, task: str, key: str, what: str) -> str:
     return value
 
 
-def load_dataset(cfg: DictConfig, inputs: str, labels: LabelTable, targets: list[str]) -> tuple[SequenceDataset, dict]:
+def load_dataset(cfg: DictConfig, model: ModelEntry, labels: LabelTable, targets: list[str]) -> tuple[SequenceDataset, dict]:
     """The task's sequences (frames or tokens) and what the model factory needs to know about them."""
     task = cfg[cfg.task]
     params = cfg[cfg.model]
     full = bool(params.get("full_sequence", False))
     options = dict(max_len=None if full else task.max_len, stride=1 if full else task.stride, crop=task.crop)
-    if inputs == "frames":
+    if model.inputs == "frames":
         corpus = FrameCorpus.load(_need(task, cfg.task, "corpus", "frame corpus dir (python ingest.py)"))
         return SequenceDataset.from_corpus(corpus, labels, targets, **options), {"input_dim": corpus.frames.shape[1]}
-    path = Path(_need(task, cfg.task, "tokens", "tokens dir (python cluster.py)"))
-    path = path / "tokens.pt" if path.is_dir() else path
+    path = in_dir(_need(task, cfg.task, "tokens", "tokens dir (python cluster.py)"), names.TOKENS)
     if not path.exists():
         raise FileNotFoundError(f"{cfg.task}.tokens: {path} does not exist; build it with `python cluster.py`")
-    tokens = torch.load(path, map_location="cpu", weights_only=True)
-    context = {"vocab_size": int(tokens["vocab_size"]), "tokens_fingerprint": tokens["fingerprint"],
-               "embeddings": task.embeddings}
-    if cfg.model == "bilstm_glove":
-        _need(task, cfg.task, "embeddings", "dir of embeddings_d{d}.pt (python embed.py)")
-    return SequenceDataset.from_tokens(tokens, labels, targets, **options), context
+    # the tokens must be those of the task's corpus (when it is given): another task's tokens could
+    # share a few video ids by chance and train silently on them
+    expected = corpus_fingerprint(task.corpus) if task.corpus else None
+    tokens = Tokens.load(path, corpus_fingerprint=expected)
+    context = {"vocab_size": tokens.vocab_size}
+    if model.inputs == "embeddings":
+        folder = _need(task, cfg.task, "embeddings", "dir of embeddings_d{d}.pt (python embed.py)")
+        context["vectors"] = read_embeddings(folder, d=params.d, tokens_fingerprint=tokens.fingerprint,
+                                             vocab_size=context["vocab_size"])
+    return SequenceDataset.from_tokens(vars(tokens), labels, targets, **options), context
 
 
 def input_files(cfg: DictConfig) -> dict[str, Path]:
     """The files a run's results depend on, beside its config (which holds only their paths)."""
-    task = cfg[cfg.task]
-    files = {"labels": Path(task.labels)}
-    if get_model(cfg.model).inputs == "frames":
-        files["corpus"] = Path(task.corpus) / "meta.json"      # holds the corpus fingerprint
-    else:
-        tokens = Path(task.tokens)
-        files["tokens"] = tokens / "tokens.pt" if tokens.is_dir() else tokens
-        if cfg.model == "bilstm_glove":
-            emb = Path(task.embeddings)
-            files["embeddings"] = emb / f"embeddings_d{cfg.bilstm_glove.d}.pt" if emb.suffix != ".pt" else emb
+    task, model = cfg[cfg.task], get_model(cfg.model)
+    files = {"labels": Path(_need(task, cfg.task, "labels", "labels.csv"))}
+    if model.inputs == "frames" or task.corpus:   # token models: the corpus their tokens must be of
+        corpus = Path(task.corpus)
+        files["corpus"] = corpus / names.CORPUS_META                 # holds the corpus fingerprint
+        files |= {f"corpus {name}": corpus / f"{name}.npy" for name in names.CORPUS_ARRAYS}
+        files["corpus videos"] = corpus / names.VIDEOS
+    if model.inputs != "frames":
+        files["tokens"] = in_dir(task.tokens, names.TOKENS)
+    if model.inputs == "embeddings":
+        files["embeddings"] = in_dir(task.embeddings, names.embeddings_file(cfg[cfg.model].d))
     return files
 
 
 def check_inputs(cfg: DictConfig, out: Path) -> None:
     """Stamp the run with its inputs' hashes (inputs.json); refuse to reuse it once an input changed,
     so re-running cluster.py or embed.py, or correcting labels.csv, never mixes old and new results."""
-    stamp = {name: file_digest(path) for name, path in input_files(cfg).items() if path.is_file()}
-    saved = out / "inputs.json"
+    files = input_files(cfg)
+    missing: dict[str, list[str]] = {}
+    for name, path in files.items():         # grouped by the config key that points at them
+        if not path.is_file():
+            missing.setdefault(name.split()[0], []).append(path.name)
+    if missing:
+        raise FileNotFoundError("; ".join(f"{cfg.task}.{key}={cfg[cfg.task][key]}: no {', '.join(found)} there"
+                                          for key, found in missing.items()) + " (build it with its stage first)")
+    stamp = {name: file_digest(path) for name, path in files.items()}
+    saved = out / names.INPUTS
     if not saved.exists():
         save_json(stamp, saved)
         return
-    old = load_json(saved)
+    old = read_inputs(saved)
     changed = sorted(n for n in old.keys() | stamp.keys() if old.get(n) != stamp.get(n))
     if changed:
         paths = ", ".join(f"{n} ({input_files(cfg).get(n, '?')})" for n in changed)
@@ -174,7 +186,7 @@ def fit_baseline_split(cfg, features: np.ndarray, dataset, split: Split, k: int)
     per_target, states = {}, {}
     for t in range(dataset.targets.shape[1]):
         y = dataset.targets[:, t].double().numpy()
-        model = get_model(cfg.model)(**params, select=task.select, seed=seed_for(cfg.seed, k, t))
+        model = get_model(cfg.model).factory(**params, select=task.select, seed=seed_for(cfg.seed, k, t))
         model.fit(features[split.train], y[split.train], features[split.val], y[split.val])
         pv, pt = model.predict(features[split.val]), model.predict(features[split.test])  # (draws, n)
         val, test = regression_metrics_many(pv, y[split.val]), regression_metrics_many(pt, y[split.test])
@@ -211,33 +223,32 @@ def summarise(results: list[dict], targets: list[str]) -> dict:
     return summary
 
 
-def run(cfg: DictConfig, *, log=print) -> dict:
+def run(cfg: DictConfig, device: torch.device, *, log=print) -> dict:
     """Train and evaluate `cfg.model` on `cfg.task`; returns metrics.json's content (cached if finished)."""
     out = open_run_dir(cfg.out, run_config(cfg), ignore=RESUMABLE_KEYS)
     check_inputs(cfg, out)
-    if (out / "metrics.json").exists():
-        return load_json(out / "metrics.json")
+    if (out / names.METRICS).exists():
+        return read_metrics(out / names.METRICS)
     start = time.time()
     task = cfg[cfg.task]
-    factory = get_model(cfg.model)
+    model = get_model(cfg.model)
     labels = read_labels(_need(task, cfg.task, "labels", "labels.csv"))
     targets = list(task.targets) or labels.target_names
-    dataset, context = load_dataset(cfg, factory.inputs, labels, targets)
+    dataset, context = load_dataset(cfg, model, labels, targets)
     splits = make_splits(cfg, labels, dataset)
-    sequence_model = factory.kind == "sequence"
-    device = pick_device(cfg.device)
+    sequence_model = model.kind == "sequence"
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the head and the batched input projections
     features = None
     if not sequence_model:
-        features = factory(**OmegaConf.to_container(cfg[cfg.model])).featurize(dataset)
+        features = model.factory(**OmegaConf.to_container(cfg[cfg.model])).featurize(dataset)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only for runs that train
     writer = SummaryWriter(str(out))
     results = []
     for k, split in enumerate(splits):
         path = out / "splits" / f"split{k}.pt"
-        if path.exists():
-            done = torch.load(path, weights_only=True)
+        done = read_split(path, k)
+        if done is not None:
             if sequence_model and done.get("device", device.type) != device.type:
                 # restarts batch differently on CUDA and CPU (so do their dropout draws): never mix them in one run
                 raise RunDirError(f"{path} was trained on {done['device']}; resume with device={done['device']} "
@@ -246,7 +257,7 @@ def run(cfg: DictConfig, *, log=print) -> dict:
             continue
         t0 = time.time()
         if sequence_model:
-            result = fit_sequence_split(cfg, factory, dataset, split, k, context, device, out)
+            result = fit_sequence_split(cfg, model.factory, dataset, split, k, context, device, out)
             for t, name in enumerate(targets):
                 for key in ("train_loss", "val_loss"):
                     for epoch, v in enumerate(result["targets"][t][key]):
@@ -266,7 +277,7 @@ def run(cfg: DictConfig, *, log=print) -> dict:
                   "targets": targets, "kwargs": results[0].get("kwargs", {}),
                   "states": {f"split{r['split']}/{name}": r["states"][t] for r in results for t, name in enumerate(targets)},
                   "target_scale": {f"split{r['split']}": r["scale"] for r in results if "scale" in r}}
-    save_torch(checkpoint, out / "best.pt")
+    save_torch(checkpoint, out / names.BEST)
     mean = {m: float(np.mean([summary[n][m] for n in targets])) for m in METRICS}
     hparams = {"task": cfg.task, "model": cfg.model, "restarts": task.restarts, "max_len": task.max_len or 0,
                "stride": task.stride, "lr": cfg.train.lr, "batch_size": cfg.train.batch_size}
@@ -275,5 +286,5 @@ def run(cfg: DictConfig, *, log=print) -> dict:
     writer.close()
     metrics = {"task": cfg.task, "model": cfg.model, "protocol": task.protocol, "targets": summary,
                "mean_over_targets": mean, "n_items": len(dataset), "seconds": round(time.time() - start, 1)}
-    save_json(metrics, out / "metrics.json")
+    save_json(metrics, out / names.METRICS)
     return metrics

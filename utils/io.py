@@ -11,6 +11,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from utils.faults import fault_point
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -20,6 +22,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
+        fault_point(path.name)    # tests only (utils/faults.py); nothing unless FACEVOCAB_FAULT is set
         os.replace(tmp, path)
     finally:
         if tmp.exists():

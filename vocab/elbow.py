@@ -1,29 +1,27 @@
 """The k sweep: one k-means per k, each kept on disk as it finishes, and the elbow's knee.
 
 Each finished k is written atomically to `cache/k{k}.pt`; a re-run loads it instead of fitting
-again, so an interrupted sweep resumes at the next k. The seed of each k is derived from
+again, so an interrupted sweep resumes at the next k; a damaged one (truncated, garbage) is said
+in one line and fitted again. The seed of each k is derived from
 (seed, k), so a k's result does not depend on which other k ran before it.
 """
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from vocab.kmeans import KMeans
+from vocab.kmeans import RESULT_PARAMS, KMeans
+from utils.artifacts import ArtifactError, Tensor, check_fields, load_torch, require
 from utils.distributed import Dist, broadcast_object
 from utils.io import save_text, save_torch
+from utils.seeds import seed_for
 
-# KMeans arguments that change a result (backend, chunk and batch_restarts do not)
-RESULT_PARAMS = ("n_init", "max_iter", "tol", "reassign_tol", "seed", "init_sample")
 ELBOW_COLUMNS = ("k", "mean_dist", "inertia", "iterations", "seconds")
-
-
-def seed_for(seed: int, k: int) -> int:
-    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
 def fit_or_load(x: torch.Tensor, k: int, *, cache: str | Path, params: dict, corpus_fingerprint: str,
@@ -39,10 +37,15 @@ def fit_or_load(x: torch.Tensor, k: int, *, cache: str | Path, params: dict, cor
     path = Path(cache) / f"k{k}.pt"
     found = None                             # rank 0: the finished result, or why it cannot be used
     if ctx.is_main and path.exists():
-        found = torch.load(path, map_location="cpu", weights_only=False)
-        if found.get("corpus_fingerprint") != corpus_fingerprint or found.get("params") != params:
-            found = (f"{path} was fitted on another corpus or with other settings "
-                     f"({found.get('corpus_fingerprint')}, {found.get('params')}); delete it or use another out=")
+        try:
+            found = read_sweep_result(path, k)
+        except ArtifactError as err:         # a damaged cache heals: said in one line, then fitted again
+            print(f"{err}; fitting k={k} again", file=sys.stderr)
+            path.unlink()
+        else:
+            if found["corpus_fingerprint"] != corpus_fingerprint or found["params"] != params:
+                found = (f"{path} was fitted on another corpus or with other settings "
+                         f"({found['corpus_fingerprint']}, {found['params']}); delete it or use another out=")
     found = broadcast_object(found, ctx)
     if isinstance(found, str):
         raise ValueError(found)              # on every rank, so that none waits for the others
@@ -58,6 +61,17 @@ def fit_or_load(x: torch.Tensor, k: int, *, cache: str | Path, params: dict, cor
     if ctx.is_main:
         save_torch(saved, path)
     return {**saved, "loaded": False}
+
+
+def read_sweep_result(path: str | Path, k: int) -> dict:
+    """The one reader of sweep/k{k}.pt: every field checked."""
+    obj = check_fields(load_torch(path, "k-means result"), path, "k-means result", {
+        "k": int, "centroids": Tensor(ndim=2, dtype=torch.float32), "counts": Tensor(ndim=1), "inertia": float,
+        "mean_dist": float, "n_iter": int, "stop": str, "seconds": float, "history": list,
+        "restart_inertias": list, "params": dict, "corpus_fingerprint": str})
+    require(obj["k"] == k and obj["centroids"].shape[0] == k and obj["counts"].shape == (k,), path,
+            "k-means result", f"expected {k} centres, found {obj['centroids'].shape[0]}")
+    return obj
 
 
 def knee(ks: list[int], mean_dists: list[float]) -> int:

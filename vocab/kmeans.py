@@ -30,13 +30,38 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
 
+from utils.config import at_least, between, one_of
 from utils.distributed import Dist, all_gather_rows, all_reduce_sum, broadcast
 from vocab.assign import UPDATE_ROWS, assign, cpu_threads, exact_sq_dist, over_blocks
+
+
+@dataclass
+class KMeansConfig:
+    """The k-means options and their defaults (cluster.py's schema extends this one)."""
+    n_init: int = 1               # k-means++ restarts; the lowest final inertia is kept (kmcuda: 1)
+    max_iter: int = 300
+    tol: float = 1e-5             # stop when inertia falls by less than this fraction (0: off)
+    reassign_tol: float = 1e-4    # stop when at most this fraction of frames changes cluster (kmcuda: 0.01);
+                                  # METHOD.md's 1e-4 / 1e-3 stopped up to 0.73 % above scikit-learn's inertia
+    seed: int = 0
+    init_sample: int = 200_000    # k-means++ runs on this many frames drawn at random (all if fewer)
+    backend: str = "auto"         # auto (keops on CUDA, torch on CPU) | keops | torch
+    chunk: int = 0                # frames per assignment chunk; 0 = backend default
+    batch_restarts: bool = True   # run the n_init restarts in one batched reduction
+
+
+# the values a user can get wrong, checked (utils.config.check_ranges) before a run directory is written
+RANGES = {"n_init": at_least(1), "max_iter": at_least(1), "tol": at_least(0), "reassign_tol": between(0, 1),
+          "init_sample": at_least(1), "backend": one_of("auto", "keops", "torch"), "chunk": at_least(0)}
+
+# options that change the speed of a fit, never its result
+SPEED_ONLY = ("backend", "chunk", "batch_restarts")
+RESULT_PARAMS = tuple(f.name for f in fields(KMeansConfig) if f.name not in SPEED_ONLY)
 
 
 @dataclass
@@ -240,16 +265,15 @@ class KMeans:
     the random numbers drawn).
     """
 
-    def __init__(self, *, k: int, n_init: int = 1, max_iter: int = 300, tol: float = 1e-5,
-                 reassign_tol: float = 1e-4, seed: int = 0, init_sample: int = 200_000,
-                 n_local_trials: int | None = None, backend: str = "auto", chunk: int = 0,
-                 batch_restarts: bool = True):
-        if n_init < 1 or max_iter < 1:
-            raise ValueError(f"n_init={n_init} and max_iter={max_iter} must be >= 1")
-        self.k, self.n_init, self.max_iter, self.tol = k, n_init, max_iter, tol
-        self.reassign_tol, self.seed, self.init_sample = reassign_tol, seed, init_sample
-        self.n_local_trials, self.backend, self.chunk = n_local_trials, backend, chunk
-        self.batch_restarts = batch_restarts
+    def __init__(self, *, k: int, n_local_trials: int | None = None, **options):
+        """`options`: the fields of KMeansConfig (its defaults are the one source of them)."""
+        cfg = KMeansConfig(**options)
+        if cfg.n_init < 1 or cfg.max_iter < 1:
+            raise ValueError(f"n_init={cfg.n_init} and max_iter={cfg.max_iter} must be >= 1")
+        self.k, self.n_local_trials = k, n_local_trials
+        self.n_init, self.max_iter, self.tol, self.reassign_tol = cfg.n_init, cfg.max_iter, cfg.tol, cfg.reassign_tol
+        self.seed, self.init_sample = cfg.seed, cfg.init_sample
+        self.backend, self.chunk, self.batch_restarts = cfg.backend, cfg.chunk, cfg.batch_restarts
 
     def init_centres(self, x: torch.Tensor, ctx: Dist | None = None) -> torch.Tensor:
         """(n_init, k, D) k-means++ centres, a function of the seed and the data only (not of the ranks).

@@ -1,7 +1,7 @@
 """What embed.py needs of cluster.py's output: `tokens.pt`, checked, with names and dominant AUs.
 
-`tokens.pt` is read with `vocab.tokens.Tokens.load` (which refuses a file without a vocabulary
-fingerprint); when `centroids.pt` lies beside it, the tokens must carry that vocabulary's
+`tokens.pt` is read with `vocab.tokens.Tokens.load`, its one reader (every field checked, a file
+without a vocabulary fingerprint refused); when `centroids.pt` lies beside it, the tokens must carry that vocabulary's
 fingerprint. `vocab.tsv` (optional here) gives each id its token name and dominant AUs; without it
 the names are the specials and `c<cluster>` for id = cluster + number of specials. Every problem is
 reported with the file and the key, row or column it concerns.
@@ -14,12 +14,15 @@ from pathlib import Path
 
 import torch
 
+from utils.artifacts import ArtifactError
+from utils.names import in_dir
+from utils.distributed import Dist, shard_sequences
 from vocab.tokens import CENTROIDS_FILE, SPECIALS, TOKENS_FILE, VOCAB_TSV, Tokens, Vocabulary
 
 VOCAB_COLUMNS = ("token", "id", "count", "mean_dist", "dominant_aus")
 
 
-class TokenFileError(ValueError):
+class TokenFileError(ArtifactError):
     """tokens.pt / vocab.tsv / centroids.pt that embed.py cannot use; the message names file and key."""
 
 
@@ -40,34 +43,39 @@ class TokenSet:
         """(V,) int64 occurrences of each id."""
         return torch.bincount(self.tokens, minlength=self.vocab_size)
 
+    def shard(self, ctx: Dist, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's run of sequences (utils.distributed.shard_sequences, as FrameCorpus.load takes
+        its frames): tokens (M_rank,) and offsets (S_rank+1,) starting at 0, on `device`."""
+        mine = shard_sequences(self.offsets, ctx)
+        offsets = self.offsets[mine.start:mine.stop + 1]
+        tokens = self.tokens[int(offsets[0]):int(offsets[-1])]
+        return tokens.to(device), (offsets - offsets[0]).to(device)
+
 
 def load_tokens(path: str | Path) -> TokenSet:
-    """`path` is tokens.pt or the folder holding it (read with vocab.tokens, which cluster.py wrote it with)."""
-    path = Path(path)
-    file = path / TOKENS_FILE if path.is_dir() else path
+    """`path` is tokens.pt or the folder holding it (read by `Tokens.load`, the one reader of tokens.pt)."""
+    file = in_dir(path, TOKENS_FILE)
     centroids = file.parent / CENTROIDS_FILE
+    # with centroids.pt beside it, the tokens must carry that vocabulary's (recomputed) fingerprint
     try:
-        # with centroids.pt beside it, the tokens must carry that vocabulary's (recomputed) fingerprint
         vocab = Vocabulary.load(centroids) if centroids.exists() else None
         loaded = Tokens.load(file, vocab=vocab)
-    except ValueError as err:
+    except ArtifactError as err:
         raise TokenFileError(str(err)) from None
-    tokens, offsets, V = loaded.tokens.long(), loaded.offsets.long(), int(loaded.vocab_size)
-    if not loaded.fingerprint:
-        raise TokenFileError(f"{file}: empty vocabulary fingerprint; refusing tokens of unknown vocabulary")
-    if tokens.ndim != 1 or offsets.ndim != 1 or offsets.numel() < 1:
-        raise TokenFileError(f"{file}: 'tokens' and 'offsets' must be 1-D")
-    if int(offsets[0]) != 0 or int(offsets[-1]) != tokens.numel() or bool((offsets[1:] < offsets[:-1]).any()):
-        raise TokenFileError(f"{file}: 'offsets' must rise from 0 to len(tokens) = {tokens.numel()}")
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= V):
-        raise TokenFileError(f"{file}: 'tokens' holds ids outside [0, vocab_size = {V}): "
-                             f"{int(tokens.min())}..{int(tokens.max())}")
-    if V <= max(SPECIALS.values()):
-        raise TokenFileError(f"{file}: vocab_size {V} leaves no room for the special tokens {SPECIALS}")
+    V = int(loaded.vocab_size)
     names, aus = _read_vocab(file.parent / VOCAB_TSV, V, SPECIALS)
-    return TokenSet(tokens=tokens, offsets=offsets, fingerprint=str(loaded.fingerprint), vocab_size=V,
+    return TokenSet(tokens=loaded.tokens, offsets=loaded.offsets, fingerprint=str(loaded.fingerprint), vocab_size=V,
                     specials=dict(SPECIALS), names=names, dominant_aus=aus, path=file,
                     corpus_fingerprint=loaded.corpus_fingerprint)
+
+
+def _tsv_rows(tsv: Path) -> list[list[str]]:
+    try:
+        with open(tsv, newline="", encoding="utf-8") as f:
+            return [r for r in csv.reader(f, delimiter="\t") if r]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise TokenFileError(f"{tsv}: not a facevocab vocabulary table ({type(err).__name__}: not UTF-8 text "
+                             f"of tab-separated rows)") from None
 
 
 def _read_vocab(tsv: Path, V: int, specials: dict[str, int]) -> tuple[list[str], list[str]]:
@@ -75,8 +83,7 @@ def _read_vocab(tsv: Path, V: int, specials: dict[str, int]) -> tuple[list[str],
         n_special = len(specials)
         by_id = {int(i): name for name, i in specials.items()}
         return [by_id.get(i, f"c{i - n_special}") for i in range(V)], [""] * V
-    with open(tsv, newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter="\t") if r]
+    rows = _tsv_rows(tsv)
     has_header = bool(rows) and rows[0][:2] == ["token", "id"]
     header, rows = (rows[0], rows[1:]) if has_header else (list(VOCAB_COLUMNS), rows)
     if len(rows) != V:

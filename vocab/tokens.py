@@ -21,28 +21,20 @@ import torch
 
 from data.openface.corpus import FrameCorpus
 from vocab.assign import assign, cpu_threads, exact_sq_dist
+from utils import names
+from utils.artifacts import Tensor, check_fields, check_match, load_torch, require
 from utils.distributed import Dist, all_gather_objects, all_gather_rows
 from utils.io import fingerprint, save_text, save_torch
 
 SPECIALS = {"<unk>": 0, "<start>": 1, "<end>": 2}
 UNK, START, END = 0, 1, 2
 N_SPECIAL = len(SPECIALS)
-CENTROIDS_FILE, TOKENS_FILE, VOCAB_TSV = "centroids.pt", "tokens.pt", "vocab.tsv"
+CENTROIDS_FILE, TOKENS_FILE, VOCAB_TSV = names.CENTROIDS, names.TOKENS, names.VOCAB_TSV
 
 
 def vocab_fingerprint(centroids: torch.Tensor, counts: torch.Tensor, min_count: int, max_dist: float) -> str:
     return fingerprint(centroids.detach().float().cpu(), counts.detach().long().cpu(),
                        np.array([min_count, max_dist], dtype=np.float64))
-
-
-def _load(path: Path, what: str, keys: tuple[str, ...]) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: no {what} there")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
-    missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
-    if missing:
-        raise ValueError(f"{path}: not a {what} file (missing {', '.join(missing)})")
-    return obj
 
 
 @dataclass(kw_only=True)
@@ -70,9 +62,23 @@ class Vocabulary:
     def token_names(self) -> list[str]:
         return list(SPECIALS) + [f"c{c}" for c in range(self.k)]
 
+    def check_corpus(self, corpus: FrameCorpus, where: str | Path) -> None:
+        """The corpus must hold the AUs of the centres, in their order."""
+        if corpus.au_names != self.au_names:
+            raise ValueError(f"corpus {where}: its {len(corpus.au_names)} AUs {corpus.au_names} differ from the "
+                             f"vocabulary's {len(self.au_names)} {self.au_names}; ingest it with au_names= as the "
+                             f"vocabulary's")
+
     def frame_tokens(self, labels: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         return frame_tokens(labels, dist, self.counts.to(labels.device),
                             min_count=self.min_count, max_dist=self.max_dist)
+
+    def unk_fractions(self, labels: torch.Tensor, dist: torch.Tensor) -> dict[str, float]:
+        """The share of frames that are <unk>, and of those by each half of the rule (they overlap)."""
+        rare, far = unk_reasons(labels, dist, self.counts.to(labels.device),
+                                min_count=self.min_count, max_dist=self.max_dist)
+        return {"unk_fraction": float((rare | far).float().mean()), "unk_rare_fraction": float(rare.float().mean()),
+                "unk_far_fraction": float(far.float().mean())}
 
     def save(self, out: str | Path) -> Path:
         path = Path(out) / CENTROIDS_FILE
@@ -84,24 +90,48 @@ class Vocabulary:
 
     @classmethod
     def load(cls, where: str | Path) -> "Vocabulary":
-        """`where` is a directory holding centroids.pt, or the file itself."""
-        path = Path(where)
-        path = path / CENTROIDS_FILE if path.is_dir() or not path.suffix else path
-        obj = _load(path, "vocabulary", ("centroids", "counts", "au_names", "fingerprint", "min_count", "max_dist"))
-        vocab = cls(centroids=obj["centroids"].float(), counts=obj["counts"].long(), au_names=list(obj["au_names"]),
+        """`where` is a directory holding centroids.pt, or the file itself. The fingerprint is recomputed
+        from the contents, so an altered or damaged file is refused."""
+        path = names.in_dir(where, CENTROIDS_FILE)
+        obj = check_fields(load_torch(path, "vocabulary"), path, "vocabulary", {
+            "centroids": Tensor(ndim=2, dtype=torch.float32), "counts": Tensor(ndim=1, dtype=torch.int64),
+            "au_names": list, "fingerprint": str, "min_count": int, "max_dist": float})
+        k, n_au = obj["centroids"].shape
+        require(k >= 1 and obj["counts"].shape == (k,), path, "vocabulary",
+                f"{k} centres but {obj['counts'].numel()} counts")
+        require(len(obj["au_names"]) == n_au and all(isinstance(a, str) for a in obj["au_names"]), path,
+                "vocabulary", f"centres of {n_au} AUs but au_names {obj['au_names']}")
+        vocab = cls(centroids=obj["centroids"], counts=obj["counts"], au_names=list(obj["au_names"]),
                     min_count=int(obj["min_count"]), max_dist=float(obj["max_dist"]),
-                    corpus_fingerprint=obj.get("corpus_fingerprint", ""))
-        if vocab.fingerprint != obj["fingerprint"]:
-            raise ValueError(f"{path}: stored fingerprint {obj['fingerprint']} does not match its contents "
-                             f"({vocab.fingerprint}); the file was altered or is damaged")
+                    corpus_fingerprint=str(obj.get("corpus_fingerprint", "")))
+        require(vocab.fingerprint == obj["fingerprint"], path, "vocabulary",
+                f"stored fingerprint {obj['fingerprint']} does not match its contents ({vocab.fingerprint}): "
+                f"the file was altered")
         return vocab
+
+
+def load_vocabulary(where: str | Path) -> Vocabulary:
+    """A vocabulary folder as cluster.py `vocab=` reads it: centroids.pt, and tokens.pt beside it
+    (when there) made with those very centres, so a folder mixing two runs is refused."""
+    vocab = Vocabulary.load(where)
+    beside = names.in_dir(where, CENTROIDS_FILE).parent / TOKENS_FILE
+    if beside.exists():
+        Tokens.load(beside, vocab=vocab)
+    return vocab
+
+
+def unk_reasons(labels: torch.Tensor, dist: torch.Tensor, counts: torch.Tensor, *,
+                min_count: int, max_dist: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The <unk> rule: a frame is <unk> when its cluster is rare or it is far from its centre (N,) each."""
+    rare = counts[labels] < min_count       # cluster seen fewer than min_count times
+    far = dist > max_dist                   # frame far from its centre
+    return rare, far
 
 
 def frame_tokens(labels: torch.Tensor, dist: torch.Tensor, counts: torch.Tensor, *,
                  min_count: int, max_dist: float) -> torch.Tensor:
     """labels (N,) cluster of each frame, dist (N,) Euclidean distance to it -> token ids (N,)."""
-    rare = counts[labels] < min_count       # cluster seen fewer than min_count times
-    far = dist > max_dist                   # frame far from its centre
+    rare, far = unk_reasons(labels, dist, counts, min_count=min_count, max_dist=max_dist)
     return torch.where(rare | far, UNK, labels + N_SPECIAL)
 
 
@@ -132,27 +162,43 @@ class Tokens:
         save_torch({"tokens": self.tokens.detach().long().cpu(), "offsets": self.offsets.detach().long().cpu(),
                     "video_ids": list(self.video_ids), "fingerprint": self.fingerprint,
                     "corpus_fingerprint": self.corpus_fingerprint, "vocab_size": int(self.vocab_size),
-                    "specials": dict(SPECIALS)}, path)
+                    "specials": dict(SPECIALS), "content_fingerprint": self.content_fingerprint}, path)
         return path
+
+    @property
+    def content_fingerprint(self) -> str:
+        """Of the token ids themselves: a later stage stamps its output with it."""
+        return fingerprint(self.tokens.detach().long().cpu(), self.offsets.detach().long().cpu())
 
     @classmethod
     def load(cls, where: str | Path, *, vocab: "Vocabulary | str | None" = None,
              corpus_fingerprint: str | None = None) -> "Tokens":
-        """Load tokens.pt; refuse it when it was made with another vocabulary or corpus than expected."""
-        path = Path(where)
-        path = path / TOKENS_FILE if path.is_dir() or not path.suffix else path
-        obj = _load(path, "tokens",
-                    ("tokens", "offsets", "video_ids", "fingerprint", "corpus_fingerprint", "vocab_size"))
+        """The one reader of tokens.pt (`where`: the file or its folder): every field checked, and the
+        file refused when it was made with another vocabulary or corpus than expected."""
+        path = names.in_dir(where, TOKENS_FILE)
+        obj = check_fields(load_torch(path, "tokens"), path, "tokens", {
+            "tokens": Tensor(ndim=1, dtype=torch.int64), "offsets": Tensor(ndim=1, dtype=torch.int64),
+            "video_ids": list, "fingerprint": str, "corpus_fingerprint": str, "vocab_size": int})
+        tokens, offsets, V = obj["tokens"], obj["offsets"], obj["vocab_size"]
+        require(bool(obj["fingerprint"]), path, "tokens", "empty vocabulary fingerprint: tokens of an unknown vocabulary")
+        require(offsets.numel() >= 1 and int(offsets[0]) == 0 and int(offsets[-1]) == tokens.numel()
+                and not bool((offsets.diff() < 0).any()), path, "tokens",
+                f"'offsets' must rise from 0 to len(tokens) = {tokens.numel()}")
+        require(len(obj["video_ids"]) == offsets.numel() - 1 and all(isinstance(v, str) for v in obj["video_ids"]),
+                path, "tokens", f"{len(obj['video_ids'])} video ids for {offsets.numel() - 1} sequences")
+        require(V > N_SPECIAL, path, "tokens", f"vocab_size {V} leaves no room beside the special tokens {SPECIALS}")
+        require(tokens.numel() == 0 or (int(tokens.min()) >= 0 and int(tokens.max()) < V), path, "tokens",
+                f"ids outside [0, vocab_size = {V})")
+        loaded = cls(tokens=tokens, offsets=offsets, video_ids=list(obj["video_ids"]),
+                     fingerprint=obj["fingerprint"], corpus_fingerprint=obj["corpus_fingerprint"], vocab_size=V)
+        if "content_fingerprint" in obj:          # files before it was stamped have none
+            require(obj["content_fingerprint"] == loaded.content_fingerprint, path, "tokens",
+                    "its token ids do not match their stored fingerprint: the file was altered")
         expected = vocab.fingerprint if isinstance(vocab, Vocabulary) else vocab
-        if expected is not None and obj["fingerprint"] != expected:
-            raise ValueError(f"{path}: tokens were made with vocabulary {obj['fingerprint']}, "
-                             f"not with the expected vocabulary {expected}; re-run cluster.py with it")
-        if corpus_fingerprint is not None and obj["corpus_fingerprint"] != corpus_fingerprint:
-            raise ValueError(f"{path}: tokens are of corpus {obj['corpus_fingerprint']}, "
-                             f"not of the expected corpus {corpus_fingerprint}")
-        return cls(tokens=obj["tokens"], offsets=obj["offsets"], video_ids=list(obj["video_ids"]),
-                   fingerprint=obj["fingerprint"], corpus_fingerprint=obj["corpus_fingerprint"],
-                   vocab_size=int(obj["vocab_size"]))
+        check_match(path, "vocabulary", obj["fingerprint"], expected, "re-run cluster.py with this vocabulary")
+        check_match(path, "corpus", obj["corpus_fingerprint"], corpus_fingerprint,
+                    "tokenise this corpus with cluster.py vocab=... (or give the tokens of this corpus)")
+        return loaded
 
 
 def gather_tokens(part: Tokens, ctx: Dist) -> Tokens | None:
@@ -193,8 +239,7 @@ def nearest(frames: torch.Tensor, centroids: torch.Tensor, *, backend: str = "au
 
 def tokenize(corpus: FrameCorpus, vocab: Vocabulary, labels: torch.Tensor, dist: torch.Tensor) -> Tokens:
     """Token sequences of a corpus whose frames were assigned (labels, dist) to vocab's centres."""
-    if corpus.au_names != vocab.au_names:
-        raise ValueError(f"corpus AUs {corpus.au_names} differ from the vocabulary's {vocab.au_names}")
+    vocab.check_corpus(corpus, "corpus")
     tokens, offsets = with_boundaries(vocab.frame_tokens(labels, dist), corpus.offsets)
     return Tokens(tokens=tokens, offsets=offsets, video_ids=corpus.sequence_ids, fingerprint=vocab.fingerprint,
                   corpus_fingerprint=corpus.fingerprint, vocab_size=vocab.size)

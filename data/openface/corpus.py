@@ -11,7 +11,7 @@ A corpus directory holds
     ingest_report.json                      per file: rows read, kept, dropped by reason, errors
 
 With `on_gap=mark` (default) each video is one sequence and gaps are marked; with `on_gap=split`
-a video is cut into several sequences at its gaps. Loading is a few `np.load` calls and one copy
+a video is cut into several sequences at its gaps. Loading is a few memory-mapped reads and one copy
 to the device: no Python loop over videos. `load(..., sequences=range)` reads only those
 sequences' rows (memory-mapped), as one rank of a torchrun job does with its shard.
 """
@@ -23,9 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.io import fingerprint, load_json, save_json, save_npy, save_text
+from utils import names
+from utils.artifacts import ArtifactError, check_fields, load_json, load_npy
+from utils.io import fingerprint, save_json, save_npy, save_text
 
-ARRAYS = ("frames", "timestamps", "gap_before", "offsets", "sequence_video")
+ARRAYS = names.CORPUS_ARRAYS
+DTYPES = {"frames": np.float32, "timestamps": np.float64, "gap_before": np.bool_, "offsets": np.int64,
+          "sequence_video": np.int64}
 
 
 @dataclass
@@ -75,8 +79,11 @@ class FrameCorpus:
         out.mkdir(parents=True, exist_ok=True)
         for name in ARRAYS:
             save_npy(getattr(self, name).cpu().numpy(), out / f"{name}.npy")
-        save_text("".join(v + "\n" for v in self.video_ids), out / "videos.txt")
-        save_json(self.meta, out / "meta.json")
+        save_text("".join(v + "\n" for v in self.video_ids), out / names.VIDEOS)
+        # the fingerprint is of the arrays as saved, whatever the caller put in meta
+        self.meta["fingerprint"] = self.compute_fingerprint(self.frames.cpu().numpy(), self.offsets.cpu().numpy())
+        self.meta["stamp"] = _stamp(out)
+        save_json(self.meta, out / names.CORPUS_META)
 
     @staticmethod
     def compute_fingerprint(frames: np.ndarray, offsets: np.ndarray) -> str:
@@ -85,7 +92,8 @@ class FrameCorpus:
     @staticmethod
     def read_offsets(path: str | Path) -> torch.Tensor:
         """(S+1,) int64 offsets alone: enough to choose a shard of sequences before loading it."""
-        return torch.from_numpy(np.load(_finished(Path(path)) / "offsets.npy"))
+        path = _finished(Path(path))
+        return torch.from_numpy(np.array(load_npy(path / "offsets.npy", "corpus offsets")))
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu", *,
@@ -93,24 +101,51 @@ class FrameCorpus:
         """The corpus in `path`; with `sequences` (a contiguous range, e.g. utils.distributed.shard_sequences)
         only those sequences, their offsets starting at 0, reading only their rows of the per-frame arrays."""
         path = _finished(Path(path))
-        offsets = np.load(path / "offsets.npy")                                # (S+1,) small: read whole
-        mapped = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ("frames", "timestamps", "gap_before")}
+        meta = read_meta(path)
+        mapped = {name: load_npy(path / f"{name}.npy", f"corpus {name}", mmap=True) for name in ARRAYS}
+        for name, a in mapped.items():
+            if a.dtype != DTYPES[name] or a.ndim != (2 if name == "frames" else 1):
+                raise ArtifactError(f"{path / name}.npy: damaged corpus array ({a.dtype} of shape {a.shape})")
+        offsets = np.array(mapped.pop("offsets"))                          # (S+1,) small: read whole
         rows, S = len(mapped["frames"]), len(offsets) - 1
         if S < 0 or int(offsets[0]) != 0 or int(offsets[-1]) != rows:     # checked before a part is cut out
             raise ValueError(f"corpus {path}: inconsistent corpus: offsets must run from 0 to {rows} (frames.npy rows)")
+        _verify(path, meta, mapped["frames"], offsets, whole=sequences is None)
         part = range(S) if sequences is None else sequences
         if part.step != 1 or not 0 <= part.start <= part.stop <= S:
             raise ValueError(f"corpus {path}: sequences {part} is not a contiguous part of its {S} sequences")
         lo, hi = int(offsets[part.start]), int(offsets[part.stop])
+        sequence_video = mapped.pop("sequence_video")
         arrays = {name: np.array(a[lo:hi]) for name, a in mapped.items()}      # reads only these rows
         arrays["offsets"] = offsets[part.start:part.stop + 1] - lo
-        arrays["sequence_video"] = np.load(path / "sequence_video.npy")[part.start:part.stop]
-        video_ids = (path / "videos.txt").read_text().splitlines()
-        meta = load_json(path / "meta.json")
+        arrays["sequence_video"] = np.array(sequence_video[part.start:part.stop])
+        try:
+            video_ids = (path / names.VIDEOS).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            raise ArtifactError(f"{path / names.VIDEOS}: missing or not text; ingest the corpus again") from None
         corpus = cls(**{name: torch.from_numpy(arrays[name]).to(device) for name in ARRAYS},
                      video_ids=video_ids, meta=meta, shard=None if sequences is None else part, first_row=lo)
         corpus.validate(path)
+        corpus.check_range(path)
         return corpus
+
+    def check_range(self, where: str | Path) -> None:
+        """AU values outside the reader's accepted range (meta `reader.au_range`, OpenFace 0..5) are not
+        intensities: a flipped byte or a damaged file. Name the video, its frame and the AU."""
+        if self.timestamps.numel() and bool((self.timestamps < 0).any()):
+            row = int(torch.nonzero(self.timestamps < 0)[0, 0])
+            raise ArtifactError(f"corpus {where}: negative timestamp at corpus row {self.first_row + row}; "
+                                f"the corpus is damaged: ingest it again")
+        lo, hi = self.meta.get("reader", {}).get("au_range") or (-np.inf, np.inf)
+        bad = ~((self.frames >= lo) & (self.frames <= hi))        # NaN too
+        if not bool(bad.any()):
+            return
+        row, col = (int(v) for v in torch.nonzero(bad)[0])
+        s = int(torch.searchsorted(self.offsets, torch.tensor(row, device=self.offsets.device), right=True)) - 1
+        raise ArtifactError(f"corpus {where}: {int(bad.any(1).sum())} frames hold values outside the accepted "
+                            f"range [{lo}, {hi}] (or NaN); the first is frame {row - int(self.offsets[s])} of video "
+                            f"{self.sequence_ids[s]} (corpus row {self.first_row + row}), column "
+                            f"{self.au_names[col]} = {float(self.frames[row, col]):g}")
 
     def validate(self, where: str | Path = "corpus") -> None:
         n, s = self.n_frames, self.n_sequences
@@ -131,8 +166,44 @@ class FrameCorpus:
             raise ValueError(f"{where}: inconsistent corpus: " + "; ".join(problems))
 
 
+def read_meta(path: str | Path) -> dict:
+    """The one reader of a corpus's meta.json (written last: its presence marks a finished corpus)."""
+    file = Path(path) / names.CORPUS_META
+    meta = check_fields(load_json(file, "corpus meta"), file, "corpus meta",
+                        {"au_names": list, "fingerprint": str})
+    return meta
+
+
+def corpus_fingerprint(path: str | Path) -> str:
+    """The fingerprint of the corpus in `path`, verified against its frames (cheap while the arrays'
+    stamp holds; see `_verify`)."""
+    path = _finished(Path(path))
+    meta = read_meta(path)
+    frames = load_npy(path / "frames.npy", "corpus frames", mmap=True)
+    offsets = np.array(load_npy(path / "offsets.npy", "corpus offsets"))
+    _verify(path, meta, frames, offsets, whole=False)
+    return meta["fingerprint"]
+
+
+def _stamp(path: Path) -> dict:
+    """Size and modification time of each array: a file rewritten since changes them."""
+    return {name: [st.st_size, st.st_mtime_ns] for name in ARRAYS for st in [(path / f"{name}.npy").stat()]}
+
+
+def _verify(path: Path, meta: dict, frames: np.ndarray, offsets: np.ndarray, *, whole: bool) -> None:
+    """The fingerprint in meta.json must be the one of the frames on disk. Loading the whole corpus
+    always recomputes it (one pass over the bytes already read); a part of it (a torchrun rank) or a
+    fingerprint lookup recomputes it only when the arrays' size or mtime differ from their stamp."""
+    if not whole and meta.get("stamp") == _stamp(path):
+        return
+    actual = FrameCorpus.compute_fingerprint(frames, offsets)
+    if actual != meta["fingerprint"]:
+        raise ArtifactError(f"corpus {path}: frames.npy/offsets.npy changed since ingestion (fingerprint {actual}, "
+                            f"meta.json says {meta['fingerprint']}); ingest the corpus again")
+
+
 def _finished(path: Path) -> Path:
-    if not (path / "meta.json").exists():
+    if not (path / names.CORPUS_META).exists():
         what = "does not exist" if not path.exists() else "is not a finished corpus (no meta.json)"
         raise FileNotFoundError(f"corpus {path} {what}; build one with `python ingest.py src=DIR out={path}`")
     return path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -154,6 +155,9 @@ class CsvText:
         return None if name is None else self._index.get(name)
 
     def require(self, names: Sequence[str]) -> list[int]:
+        repeated = sorted(c for c, n in Counter(self.columns).items() if n > 1 and c)
+        if repeated:   # which of the two would be read is a guess: refuse the file
+            raise ValueError(f"{self.path}: column name(s) repeated in the header: {', '.join(repeated)}")
         missing = [n for n in names if n not in self._index]
         if missing:
             hint = ""

@@ -36,12 +36,15 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
-from data.openface.corpus import FrameCorpus
+from data.openface.corpus import FrameCorpus, read_meta
 from data.openface.reader import (DROP_REASONS, ReaderConfig, as_reader_config, load_video, new_report,
                            reader_hash)
 from data.openface.resample import sequence_offsets
 from utils.config import CONFIG_DIR, ConfigError
-from utils.io import atomic_path, load_json, save_json
+from utils import names
+from utils.artifacts import check_fields, load_json, parse_json
+from utils.io import atomic_path, save_json
+from utils.processes import stop_pool, worker_init
 from utils.runs import open_run_dir
 
 DEFAULTS = CONFIG_DIR / "ingest.yaml"
@@ -82,16 +85,29 @@ def _workers(n: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def list_csvs(src: Path, exclude: Optional[Path] = None) -> list[tuple[str, Path]]:
-    """(relative POSIX path, path) of every *.csv under src, sorted; nothing under `exclude`."""
+def list_csvs(src: Path, exclude: Optional[Path] = None,
+              unreadable: Optional[list[str]] = None) -> list[tuple[str, Path]]:
+    """(relative POSIX path, path) of every *.csv under src, sorted; nothing under `exclude`.
+    Folders that cannot be listed are appended to `unreadable` (relative paths), not passed over."""
     skip = exclude.resolve() if exclude is not None else None
     if skip is not None and src.resolve() not in (skip, *skip.parents):
         skip = None  # `exclude` is not inside src: nothing to leave out
+
+    def refused(err: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(Path(err.filename).relative_to(src).as_posix() if err.filename else str(err))
+
     found = []
-    for path in src.rglob("*.csv"):
-        if not path.is_file() or (skip is not None and skip in path.resolve().parents):
+    for folder, dirs, files in os.walk(src, onerror=refused, followlinks=True):
+        here = Path(folder)
+        if skip is not None and (here.resolve() == skip or skip in here.resolve().parents):
+            dirs[:] = []
             continue
-        found.append((path.relative_to(src).as_posix(), path))
+        dirs.sort()
+        for name in files:
+            path = here / name
+            if name.endswith(".csv") and path.is_file():
+                found.append((path.relative_to(src).as_posix(), path))
     return sorted(found)
 
 
@@ -125,7 +141,7 @@ def save_part(path: Path, arrays: dict[str, np.ndarray], report: dict) -> None:
 def load_part(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     blob = path.read_bytes()
     size = int.from_bytes(blob[:8], "little")
-    head = json.loads(blob[8:8 + size])
+    head = parse_json(blob[8:8 + size], path, "ingest part")
     arrays, pos = {}, 8 + size
     for name, dtype, shape in head["arrays"]:
         count = int(np.prod(shape))
@@ -169,7 +185,8 @@ def _run(jobs: list, workers: int, progress: bool) -> dict[str, dict]:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
         gc.freeze()  # forked workers then leave the parent's objects alone (no copy-on-write by GC)
-        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx)
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx,
+                                   initializer=worker_init, initargs=(os.getpid(),))  # they die with this process
         results = pool.map(process_file, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
     try:
         for job, report in zip(jobs, results):
@@ -179,6 +196,10 @@ def _run(jobs: list, workers: int, progress: bool) -> dict[str, dict]:
                 tqdm.write(f"skipped {job[1]}: {report['error']}", file=sys.stderr)
             bar.update(1)
             bar.set_postfix(frames=kept, refresh=False)
+    except BaseException:   # Ctrl-C, SIGTERM: the workers stop now, not after their running files
+        if pool is not None:
+            stop_pool(pool)
+        raise
     finally:
         bar.close()
         if pool is not None:
@@ -206,6 +227,13 @@ def _totals(reports: list[dict]) -> dict:
             "time_sources": dict(Counter(r["time_source"] for r in reports if r["time_source"]))}
 
 
+def read_report(out: str | Path) -> dict:
+    """The one reader of ingest_report.json."""
+    path = Path(out) / names.INGEST_REPORT
+    return check_fields(load_json(path, "ingest report"), path, "ingest report",
+                        {"totals": dict, "files": list, "errors": list})
+
+
 def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
     """Ingest every *.csv under `src` into the corpus directory `out`; returns the corpus (CPU).
 
@@ -219,14 +247,15 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
     out_dir = open_run_dir(out, conf, ignore=("workers", "progress"))
     rhash = reader_hash(reader)
     entries = []  # (rel, path, part)
-    for rel, path in list_csvs(src_dir, exclude=out_dir):
+    unreadable: list[str] = []
+    for rel, path in list_csvs(src_dir, exclude=out_dir, unreadable=unreadable):
         st = path.stat()
         entries.append((rel, path, out_dir / "parts" / f"{part_key(rel, st.st_size, st.st_mtime_ns, rhash)}.part"))
     inputs = hashlib.sha256("\n".join(e[2].name for e in entries).encode()).hexdigest()[:16]
 
-    meta_path = out_dir / "meta.json"
+    meta_path = out_dir / names.CORPUS_META
     if meta_path.exists():
-        meta = load_json(meta_path)
+        meta = read_meta(out_dir)
         if meta.get("inputs") == inputs and not meta.get("files_to_retry"):
             return FrameCorpus.load(out_dir)  # same files, same config: reuse
 
@@ -240,7 +269,8 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
         if part.exists():
             try:
                 arrays, report = load_part(part)
-            except (OSError, ValueError, KeyError):  # unreadable part: read the file again
+            except (OSError, ValueError, KeyError, TypeError, IndexError):  # damaged part: read the file again
+                print(f"{part}: damaged ingest part; reading {rel} again", file=sys.stderr)
                 report = process_file((str(path), rel, str(part), reader))
                 arrays = load_part(part)[0] if part.exists() else {}
         else:
@@ -276,9 +306,14 @@ def ingest(src: str | Path, out: str | Path, cfg: Any = None) -> FrameCorpus:
         video_ids=video_ids, meta=meta)
     corpus.validate(out_dir)
     meta_path.unlink(missing_ok=True)  # from here until save() ends the directory is unfinished
+    for folder in unreadable:
+        print(f"{src_dir / folder}: folder cannot be read (permission?); its files are not in the corpus",
+              file=sys.stderr)
+    totals["unreadable_folders"] = unreadable
     save_json({"totals": totals, "files": reports,
-               "errors": [{"file": r["file"], "error": r["error"]} for r in reports if r["error"]]},
-              out_dir / "ingest_report.json")
+               "errors": [{"file": r["file"], "error": r["error"]} for r in reports if r["error"]]
+               + [{"file": f, "error": "folder cannot be read"} for f in unreadable]},
+              out_dir / names.INGEST_REPORT)
     corpus.save(out_dir)
     current = {e[2].name for e in entries}
     for stale in (out_dir / "parts").glob("*"):  # old parts and temp files of interrupted writes

@@ -139,7 +139,7 @@ def new_report(path: str) -> dict:
     return {"file": path, "rows_read": 0, "kept": 0, "dropped": {r: 0 for r in DROP_REASONS},
             "negative_values": 0, "negative_policy": None, "grid_points": 0, "missing_grid_points": 0,
             "gaps": 0, "sequences": 0, "time_source": None, "source_fps": None, "time_note": "",
-            "truncated_lines": [], "n_columns": 0, "empty": False, "error": None}
+            "truncated_lines": [], "malformed_lines": [], "n_columns": 0, "empty": False, "error": None}
 
 
 def _empty(n_au: int, report: dict) -> VideoFrames:
@@ -186,6 +186,9 @@ def load_video(path: str | Path, cfg: Any = None) -> VideoFrames:
     scanned, short = text.scan([col[r] for r in scan_roles])
     reason[short & (reason < 0)] = _CODE["truncated"]
     got = {r: scanned[:, i] for i, r in enumerate(scan_roles)}
+    times = [got[r] for r in ("frame", "timestamp") if r in got]
+    if times:  # a line with no readable time at all is malformed: dropped and listed, not fatal to the file
+        reason[np.all([~np.isfinite(t) for t in times], axis=0) & (reason < 0)] = _CODE["malformed"]
     if "face_id" in got:
         reason[(got["face_id"] != cfg.face_id) & (reason < 0)] = _CODE["other_face"]
     timeline = np.flatnonzero(reason != _CODE["other_face"])  # this face's rows, cut-off ones too
@@ -215,6 +218,7 @@ def load_video(path: str | Path, cfg: Any = None) -> VideoFrames:
     # The grid's rows: AU fields with each line's field count checked, confidence and success.
     aus, status = text.fields(rows, col["aus"])
     mark(rows, status)
+    _check_range(aus, rows, text, cfg)
     role_cols = [c for c in (col["confidence"], col["success"]) if c is not None]
     roles = text.scan(role_cols, rows)[0]
     conf = roles[:, 0] if col["confidence"] is not None else np.ones(rows.size)
@@ -238,6 +242,17 @@ def load_video(path: str | Path, cfg: Any = None) -> VideoFrames:
     return _finish(reason, ok, frames, point_time[ok], text, cfg, report)
 
 
+def _check_range(aus: np.ndarray, rows: np.ndarray, text: CsvText, cfg: ReaderConfig) -> None:
+    """A finite value outside `au_range` is not an intensity (a flipped byte, another tool's column)."""
+    lo, hi = cfg.au_range
+    bad = np.isfinite(aus) & ((aus < lo) | (aus > hi))
+    if bad.any():
+        i, j = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"{text.path}: line {int(text.line_no[rows[i]])}: {cfg.au_column.format(au=cfg.au_names[j])} = "
+                         f"{aus[i, j]:g} is outside au_range [{lo:g}, {hi:g}] ({int(bad.any(1).sum())} such rows); "
+                         f"the file is damaged, or widen au_range")
+
+
 def _finish(reason, ok, frames, times, text: CsvText, cfg: ReaderConfig, report: dict) -> VideoFrames:
     gap = grid_gap_before(ok)
     if cfg.on_gap == "split" and cfg.min_sequence_frames > 1 and gap.size:
@@ -255,6 +270,7 @@ def _finish(reason, ok, frames, times, text: CsvText, cfg: ReaderConfig, report:
     report["kept"] = int(counts[_KEPT])
     report["dropped"] = {r: int(counts[_CODE[r]]) for r in DROP_REASONS}
     report["truncated_lines"] = text.line_no[reason == _CODE["truncated"]].tolist()
+    report["malformed_lines"] = text.line_no[reason == _CODE["malformed"]].tolist()   # too many fields, or no time
     report["gaps"] = int(gap.sum())
     report["sequences"] = (int(gap.sum()) + 1 if cfg.on_gap == "split" else 1) if gap.size else 0
     return VideoFrames(frames, np.asarray(times, dtype=np.float64), gap, report)

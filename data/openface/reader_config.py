@@ -16,11 +16,11 @@ from typing import Any, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from data.openface.format import AU_INTENSITY
 from utils.config import ConfigError
 
 # The 17 intensities of METHOD.md section 1, in order.
-DEFAULT_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
-               "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45")
+DEFAULT_AUS = AU_INTENSITY  # the 17 OpenFace intensities, in METHOD.md's order
 # py-feat Detector AUs (probabilities, not intensities).
 PYFEAT_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12",
               "AU14", "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43")
@@ -43,6 +43,9 @@ class ReaderConfig:
     min_confidence: float = 0.9                 # keep rows with confidence >= this
     require_success: bool = True                # drop rows with success != 1
     negative: str = "clip"                      # negative intensities: clip (to 0) | keep | drop (the row)
+    # values a tool can write (OpenFace AU_r: 0..5, small negatives before its calibration, see
+    # `negative`); one outside (1e30 from a flipped byte) is damage: the file is refused, its line named
+    au_range: List[float] = field(default_factory=lambda: [-5.0, 5.0])
     fps: Optional[float] = 5.0                  # target rate; null keeps every kept row
     time_source: str = "auto"                   # auto | timestamp | frame
     source_fps: float = 30.0                    # rate of frame numbers when time comes from them
@@ -73,7 +76,8 @@ def as_reader_config(cfg: Any = None) -> ReaderConfig:
     elif isinstance(cfg, DictConfig) and issubclass(OmegaConf.get_type(cfg) or dict, ReaderConfig):
         # a structured config of this schema (or the ingest one): OmegaConf checked the types
         values = {f.name: getattr(cfg, f.name) for f in fields(ReaderConfig)}
-        rc = ReaderConfig(**{**values, "au_names": [str(a) for a in values["au_names"]]})
+        rc = ReaderConfig(**{**values, "au_names": [str(a) for a in values["au_names"]],
+                             "au_range": [float(v) for v in values["au_range"]]})
     else:
         names = [f.name for f in fields(ReaderConfig)]
         if isinstance(cfg, dict):
@@ -97,7 +101,9 @@ def as_reader_config(cfg: Any = None) -> ReaderConfig:
               ("fps", rc.fps is None or rc.fps > 0, "positive or null"),
               ("source_fps", rc.source_fps > 0, "positive"),
               ("max_source_fps", 0 <= rc.min_source_fps < rc.max_source_fps, "above min_source_fps"),
-              ("min_sequence_frames", rc.min_sequence_frames >= 1, "at least 1")]
+              ("min_sequence_frames", rc.min_sequence_frames >= 1, "at least 1"),
+              ("min_confidence", 0 <= rc.min_confidence <= 1, "in [0, 1]"),
+              ("au_range", len(rc.au_range) == 2 and rc.au_range[0] < rc.au_range[1], "[low, high] with low < high")]
     for key, ok, what in checks:
         if not ok:
             raise ConfigError(f"{key}={getattr(rc, key)!r}: expected {what}")

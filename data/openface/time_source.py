@@ -20,6 +20,8 @@ def _timestamp_problem(ts: Optional[np.ndarray], line: np.ndarray, cfg: ReaderCo
         return "no timestamp column"
     if not np.all(np.isfinite(ts)):
         return f"timestamp is not a number on line {int(line[~np.isfinite(ts)][0])}"
+    if np.any(ts < 0):
+        return f"timestamp is negative on line {int(line[ts < 0][0])}"
     step = np.diff(ts)
     if np.any(step < 0):
         return f"timestamp decreases on line {int(line[1:][step < 0][0])}"

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.synth.states import TRAIT_CORR, TRAITS
+from data.tasks.targets import TASK_TARGETS
 
-TASK_A_TARGETS = ("conceptual_disorganisation", "flow_of_conversation", "hallucinations",
-                  "suspiciousness", "delusions")
-TASK_B_TARGETS = ("phq8",)
+TASK_A_TARGETS, TASK_B_TARGETS = TASK_TARGETS["task_a"], TASK_TARGETS["task_b"]
 SPLITS_B = ("train", "validation", "test")
 
 # rows: targets, columns: TRAITS (expressivity, positivity, tension, tempo, talkativeness, blinkiness)
