@@ -19,6 +19,8 @@ import yaml
 from data.openface.format import AU_INTENSITY
 from utils.config import CONFIG_DIR, ConfigError
 
+DEFAULT_CALIBRATION = "configs/synth_calibration.yaml"
+
 
 @dataclass
 class Calibration:

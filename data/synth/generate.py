@@ -28,11 +28,11 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from data.openface.format import AU_INTENSITY, AU_R_NAMES, openface_columns, write_openface_csv
-from data.synth.behaviour import Dynamics, Subject, draw_traits, make_subject, simulate_video
-from data.synth.calibration import Calibration, read_calibration, resolve
+from data.synth.behaviour import Dynamics, Subject, behaviour_from, draw_traits, make_subject, simulate_video
+from data.synth.calibration import DEFAULT_CALIBRATION, Calibration, read_calibration, resolve
 from data.synth.face import full_blocks, gaze, head_pose
 from data.synth.plan import TASK_A_TARGETS, TASK_B_TARGETS, LABEL_WEIGHTS, add_labels, plan_videos, rng_for
-from data.synth.states import FAMILIES, TRAITS, StateTable, state_table
+from data.synth.states import FAMILIES, TRAITS, StateTable
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.io import file_digest, save_json, save_text, save_torch
 from utils.runs import RunDirError, open_run_dir
@@ -106,7 +106,7 @@ class SynthConfig:
     seed: int = 0
     workers: int = 2                    # processes writing files; does not change the output
     vocab: str = ""                     # a vocabulary directory: its centres become the states (counts: shares)
-    calibration_file: str = "configs/synth_calibration.yaml"  # the behaviour's fitted figures (data/synth/calibration.py)
+    calibration_file: str = DEFAULT_CALIBRATION   # the behaviour's fitted figures (data/synth/calibration.py)
     pretrain: PretrainSizes = field(default_factory=PretrainSizes)
     task_a: TaskASizes = field(default_factory=TaskASizes)
     task_b: TaskBSizes = field(default_factory=TaskBSizes)
@@ -129,20 +129,8 @@ def build_behaviour(cfg: DictConfig, cal: Calibration | None = None) -> tuple[St
     from `cal` or else the config's calibration_file."""
     where = "calibration" if cal is not None else str(cfg.calibration_file)
     cal = cal if cal is not None else read_calibration(cfg.calibration_file)
-    D = len(AU_INTENSITY)
-    rest = cal.vector("rest", D, where)
-    if cfg.vocab:
-        prototypes, shares = vocabulary_states(cfg.vocab)
-        table = state_table(prototypes, shares, rest)
-    else:
-        prototypes = cal.prototypes(where)
-        shares = cal.vector("shares", len(prototypes), where)
-        log_pref = cal.vector("log_pref", len(prototypes), where) if len(cal.log_pref) else None
-        table = state_table(prototypes, shares, rest, log_pref)
-    fps = float(cfg.behaviour.fps)
-    dyn = Dynamics(offset=cal.vector("offset", D, where), jitter=cal.vector("jitter", D, where),
-                   jitter_frames=cal.jitter_seconds * fps, dwell_scale=cal.dwell_scale)
-    return table, dyn
+    states = vocabulary_states(cfg.vocab) if cfg.vocab else None
+    return behaviour_from(cal, fps=float(cfg.behaviour.fps), states=states, where=where)
 
 
 def behaviour_record(cfg: DictConfig) -> str:
@@ -227,7 +215,7 @@ def video_signals(cfg, table: StateTable, dynamics: Dynamics, s: int, v: int, n:
     """The simulated signals of video v (n rows) of subject s: what its CSV holds."""
     beh = cfg.behaviour
     sub = sub or subject(cfg, table, dynamics, s)
-    return simulate_video(sub, n, rng_for(cfg.seed, cfg.kind, 2, s, v), fps=beh.fps, dynamics=dynamics,
+    return simulate_video(sub, n, rng_for(cfg.seed, cfg.kind, 2, s, v), fps=beh.fps,
                           low_conf_per_min=beh.low_conf_bursts_per_min, fail_per_min=beh.failed_bursts_per_min)
 
 
