@@ -9,11 +9,15 @@ Writes (see ARCHITECTURE.md, "Synthetic datasets")
     DIR/labels.csv                       video_id, subject, split, targets
     DIR/hidden.pt                        hidden expression state of every CSV row, blink onsets, prototypes
     DIR/traits.csv                       hidden per-subject traits (and derived rates)
+    DIR/behaviour.yaml                   the calibration it was drawn with (a run refuses another one)
     DIR/meta.json                        kind, seed, sizes, target names; written last = finished
 
-The behaviour model is in data/synth_model.py (states in data/synth_states.py), the dataset plan and
-labels in data/synth_plan.py, the file format in data/openface_format.py. Every video draws from its
-own random stream, so the output is byte-identical for a seed whatever `workers` is.
+The behaviour model is in data/synth/behaviour.py (state tables in states.py), its fitted figures in
+the calibration file (calibration.py; `calibration_file=`, or `vocab=DIR` for a vocabulary's centres
+as states), the dataset plan and labels in plan.py, the file format in data/openface/format.py.
+`simulate_corpus` gives the same videos in memory at the corpus rate (calibration, benchmarks).
+Every video draws from its own random stream, so the output is byte-identical for a seed whatever
+`workers` is.
 """
 from __future__ import annotations
 
