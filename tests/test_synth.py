@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from data.tasks.labels import read_labels
 from data.openface.format import AU_C_NAMES, AU_R_NAMES, _Tables, openface_columns, write_openface_csv
+from data.synth.calibration import Calibration, calibration_yaml, read_calibration
 from data.synth.generate import SynthConfig, build_behaviour, generate, load_synth_config, video_signals
 from synth import main as synth_main
 from data.synth.plan import LABEL_WEIGHTS, TASK_A_TARGETS
@@ -104,7 +105,7 @@ def test_composed_text_equals_table_text():
 def test_files_hold_the_simulated_values_exactly(tiny, kind):
     """Each CSV holds what the behaviour model simulated (re-run from its seed), row for row."""
     root = tiny[kind]
-    cfg = OmegaConf.load(root / "config.yaml")   # the resolved config, calibration included
+    cfg = OmegaConf.load(root / "config.yaml")
     table, dynamics = build_behaviour(cfg)
     hidden = torch.load(root / "hidden.pt")
     subjects = [r["subject"] for r in csv.DictReader(open(root / "traits.csv"))]
@@ -204,7 +205,7 @@ def test_failed_and_low_confidence_bursts(population):
 
 def test_hidden_file_contents(tiny):
     hidden = torch.load(tiny["pretrain"] / "hidden.pt")
-    n_states = len(OmegaConf.load(tiny["pretrain"] / "config.yaml").calibration.states)
+    n_states = len(read_calibration(OmegaConf.load(tiny["pretrain"] / "config.yaml").calibration_file).states)
     assert hidden["fps"] == 30.0 and len(hidden["state_names"]) == n_states >= 24
     assert hidden["prototypes"].shape == (n_states, 17) and hidden["au_names"] == list(AU_R_NAMES)
     assert set(hidden["state_families"]) <= set(FAMILIES) and len(hidden["state_families"]) == n_states
@@ -289,13 +290,32 @@ def test_config_errors_name_the_key():
 
 
 def test_yaml_defaults_match_schema():
-    """configs/synth.yaml repeats the schema's defaults; `calibration` is read from its own file."""
-    loaded = OmegaConf.to_container(load_synth_config())
-    schema = OmegaConf.to_container(OmegaConf.structured(SynthConfig))
-    calibration = loaded.pop("calibration")
-    assert schema.pop("calibration")["states"] == [] and loaded == schema
-    assert calibration == OmegaConf.to_container(OmegaConf.load(REPO / loaded["calibration_file"]))
-    assert load_synth_config({"calibration.dwell_scale": 1.5}).calibration.dwell_scale == 1.5  # pairs win
+    assert OmegaConf.to_container(load_synth_config()) == OmegaConf.to_container(OmegaConf.structured(SynthConfig))
+
+
+def test_calibration_file_round_trip_and_errors(tmp_path):
+    cal = read_calibration("configs/synth_calibration.yaml")
+    assert len(cal.states) == len(cal.shares) == len(cal.log_pref) >= 24 and len(cal.rest) == 17
+    (tmp_path / "c.yaml").write_text(calibration_yaml(cal, "# a copy\n"))
+    assert read_calibration(tmp_path / "c.yaml") == cal
+    (tmp_path / "bad.yaml").write_text("states: []\njiter: [1]\n")
+    with pytest.raises(ConfigError, match="unknown calibration key 'jiter'"):
+        read_calibration(tmp_path / "bad.yaml")
+    (tmp_path / "short.yaml").write_text(calibration_yaml(Calibration(**{**cal.__dict__, "rest": [0.1] * 16})))
+    with pytest.raises(ConfigError, match="'rest' must be 17 finite numbers"):
+        generate(tmp_path / "d", {**TINY["task_b"], "calibration_file": str(tmp_path / "short.yaml")})
+    with pytest.raises(ConfigError, match="calibration_file=nowhere.yaml: no such file"):
+        generate(tmp_path / "e", {**TINY["task_b"], "calibration_file": "nowhere.yaml"})
+
+
+def test_a_dataset_refuses_another_calibration(tmp_path):
+    cal = read_calibration("configs/synth_calibration.yaml")
+    path = tmp_path / "c.yaml"
+    path.write_text(calibration_yaml(cal))
+    out = generate(tmp_path / "d", {**TINY["task_b"], "calibration_file": str(path)})
+    path.write_text(calibration_yaml(Calibration(**{**cal.__dict__, "dwell_scale": 2.0})))
+    with pytest.raises(RunDirError, match="another calibration"):
+        generate(out, {**TINY["task_b"], "calibration_file": str(path)})
 
 
 def test_cli(tmp_path):
@@ -420,8 +440,8 @@ def test_every_kind_shares_the_calibrated_behaviour(tiny):
     for kind in ("task_a", "task_b"):
         assert torch.equal(hidden[kind]["prototypes"], hidden["pretrain"]["prototypes"])
         assert hidden[kind]["state_families"] == hidden["pretrain"]["state_families"]
-    cfg = OmegaConf.load(tiny["pretrain"] / "config.yaml")
-    assert np.allclose(hidden["pretrain"]["prototypes"].numpy(), np.asarray(cfg.calibration.states), atol=1e-6)
+    cal = read_calibration(OmegaConf.load(tiny["pretrain"] / "config.yaml").calibration_file)
+    assert np.allclose(hidden["pretrain"]["prototypes"].numpy(), np.asarray(cal.states), atol=1e-6)
 
 
 # ---------------------------------------------------------------- states from a vocabulary
@@ -435,7 +455,7 @@ def _vocab(tmp_path, centres, counts, au_names=None):
 
 def test_vocab_states_sit_at_the_centres_with_the_counts_shares(tmp_path):
     from data.synth.generate import simulate_corpus
-    rest = np.asarray(load_synth_config().calibration.rest)
+    rest = np.asarray(read_calibration("configs/synth_calibration.yaml").rest)
     centres = np.tile(rest, (4, 1))
     centres[1, [_au("AU06"), _au("AU12")]] = [2.0, 3.0]        # a smile
     centres[2, [_au("AU25"), _au("AU26")]] = [2.5, 2.0]        # an open mouth
@@ -506,13 +526,17 @@ def test_calibrate_recovers_a_reference_corpus(tmp_path):
     from data.realism import compare, frame_stats, load_frame_set
     from data.synth.generate import simulate_corpus
     from data.openface.ingest import ingest
+    cal = read_calibration("configs/synth_calibration.yaml")      # the reference: slower, higher, calmer
+    other = Calibration(**{**cal.__dict__, "dwell_scale": 0.7, "offset": (np.asarray(cal.offset) + 0.15).tolist(),
+                           "jitter": (0.7 * np.asarray(cal.jitter)).tolist()})
+    (tmp_path / "other.yaml").write_text(calibration_yaml(other))
     ref_cfg = {"kind": "pretrain", "workers": 1, "pretrain.n_subjects": 24, "pretrain.videos_per_subject": 2,
                "pretrain.video_seconds_min": 10, "pretrain.video_seconds_max": 20, "format.gaze_fraction": 0.0,
-               "calibration.dwell_scale": 0.7, "calibration.offset": [0.15] * 17}
+               "calibration_file": str(tmp_path / "other.yaml")}
     ingest(generate(tmp_path / "ref_synth", ref_cfg) / "openface", tmp_path / "ref", {"workers": 1, "progress": False})
     synth_main(["calibrate=" + str(tmp_path / "ref"), f"out={tmp_path / 'fit'}", "fit.n_states=16", "fit.rounds=2",
                 "fit.probe.n_subjects=24", "fit.probe.videos_per_subject=2", "fit.probe.video_seconds_min=10",
-                "fit.probe.video_seconds_max=20", "calibration_file=''"])
+                "fit.probe.video_seconds_max=20"])
     fitted = OmegaConf.load(tmp_path / "fit" / "calibration.yaml")
     assert len(fitted.states) == 16 and len(fitted.rest) == len(fitted.jitter) == len(fitted.offset) == 17
     assert abs(sum(fitted.shares) - 1) < 1e-3 and set(fitted.fit) >= {"profile_corr", "motion_ratio"}
@@ -520,7 +544,7 @@ def test_calibrate_recovers_a_reference_corpus(tmp_path):
                              "pretrain.n_subjects": 24, "pretrain.videos_per_subject": 2,
                              "pretrain.video_seconds_min": 10, "pretrain.video_seconds_max": 20})
     c = compare(frame_stats(_sim_set(simulate_corpus(cfg))), frame_stats(load_frame_set(tmp_path / "ref")))
-    assert c["profile_corr"] > 0.95 and 0.9 < c["au_sum_ratio"] < 1.1, c
+    assert c["profile_corr"] > 0.9 and 0.9 < c["au_sum_ratio"] < 1.1, c
     assert c["corr_matrix_corr"] > 0.8 and 0.8 < c["motion_ratio"] < 1.25, c
     with pytest.raises(FileNotFoundError, match="neither a corpus"):
         synth_main([f"calibrate={tmp_path}", f"out={tmp_path / 'fit2'}"])

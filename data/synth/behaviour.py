@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from functools import lru_cache
+
 from data.openface.format import AU_INTENSITY
+from data.synth.calibration import DEFAULT_CALIBRATION, Calibration, read_calibration
 from data.synth.states import (FAMILIES, FAMILY_LOADINGS, TRAIT_CORR, TRAITS, StateTable,
-                               family_affinity)
+                               family_affinity, state_table)
 
 AU = {name: i for i, name in enumerate(AU_INTENSITY)}
 FAMILY_AFFINITY = family_affinity()   # (F, F)
@@ -37,6 +40,29 @@ class Dynamics:
     dwell_scale: float        # multiplies every family's median dwell
 
 
+def behaviour_from(cal: Calibration, *, fps: float, states: tuple[np.ndarray, np.ndarray] | None = None,
+                   where: str = "calibration") -> tuple[StateTable, Dynamics]:
+    """The state table and dynamics of a calibration; `states` = (prototypes, shares) replaces its
+    states (a vocabulary's centres and counts: entry preferences then solved from the shares)."""
+    D = len(AU_INTENSITY)
+    rest = cal.vector("rest", D, where)
+    if states is not None:
+        table = state_table(states[0], states[1], rest)
+    else:
+        prototypes = cal.prototypes(where)
+        log_pref = cal.vector("log_pref", len(prototypes), where) if len(cal.log_pref) else None
+        table = state_table(prototypes, cal.vector("shares", len(prototypes), where), rest, log_pref)
+    dyn = Dynamics(offset=cal.vector("offset", D, where), jitter=cal.vector("jitter", D, where),
+                   jitter_frames=cal.jitter_seconds * fps, dwell_scale=cal.dwell_scale)
+    return table, dyn
+
+
+@lru_cache(maxsize=4)
+def default_behaviour(fps: float) -> tuple[StateTable, Dynamics]:
+    """The default calibration's (configs/synth_calibration.yaml), for callers that take the defaults."""
+    return behaviour_from(read_calibration(DEFAULT_CALIBRATION), fps=fps, where=DEFAULT_CALIBRATION)
+
+
 def draw_traits(rng: np.random.Generator) -> np.ndarray:  # (len(TRAITS),) correlated N(0, 1)
     return _TRAIT_CHOL @ rng.standard_normal(len(TRAITS))
 
@@ -45,6 +71,7 @@ def draw_traits(rng: np.random.Generator) -> np.ndarray:  # (len(TRAITS),) corre
 class Subject:
     traits: np.ndarray        # (n_traits,)
     table: StateTable
+    dynamics: Dynamics
     pref: np.ndarray          # (n_states,) preference for entering each state (sums to 1)
     family_cum: np.ndarray    # (F, F) cumulative probabilities of the next family given the current
     members: list             # per family: state indices (int64 arrays)
@@ -67,8 +94,11 @@ class Subject:
                 "blinks_per_min": 60.0 * self.blink_rate, "mean_gain": float(self.gains.mean())}
 
 
-def make_subject(traits: np.ndarray, rng: np.random.Generator, *, fps: float, table: StateTable,
-                 dynamics: Dynamics) -> Subject:
+def make_subject(traits: np.ndarray, rng: np.random.Generator, *, fps: float, table: StateTable | None = None,
+                 dynamics: Dynamics | None = None) -> Subject:
+    """A subject's parameters; without `table` and `dynamics`, the default calibration's."""
+    if table is None or dynamics is None:
+        table, dynamics = default_behaviour(float(fps))
     t = dict(zip(TRAITS, traits))
     fam = table.family
     log_pref = table.log_pref + FAMILY_LOADINGS[fam] @ traits
@@ -91,7 +121,7 @@ def make_subject(traits: np.ndarray, rng: np.random.Generator, *, fps: float, ta
         rest[AU[au]] += k * tension
     rest[AU["AU12"]] += 0.15 * positivity
     return Subject(
-        traits=np.asarray(traits, dtype=np.float64), table=table, pref=pref, family_cum=np.cumsum(fam_p, axis=1),
+        traits=np.asarray(traits, dtype=np.float64), table=table, dynamics=dynamics, pref=pref, family_cum=np.cumsum(fam_p, axis=1),
         members=members, member_cum=member_cum, dwell=dwell, ramp=ramp, gains=gains, rest=rest,
         blink_rate=(16 / 60) * float(np.exp(0.35 * t["blinkiness"] + 0.1 * t["tension"]
                                             + 0.15 * rng.standard_normal())),
@@ -159,8 +189,9 @@ class VideoSignals:
     blink_onsets: np.ndarray  # (B,) int64 frame indices
 
 
-def simulate_video(sub: Subject, n: int, rng: np.random.Generator, *, fps: float, dynamics: Dynamics,
+def simulate_video(sub: Subject, n: int, rng: np.random.Generator, *, fps: float,
                    low_conf_per_min: float, fail_per_min: float) -> VideoSignals:
+    dynamics = sub.dynamics
     states, durs = sample_episodes(sub, n, rng)
     k = len(states)
     table = sub.table

@@ -13,7 +13,7 @@ be a corpus (frame-to-frame change needs sequences) and defaults to the levels r
    (b) each AU's jitter by the ratio of the reference's mean |frame-to-frame change| to the probe's,
    (c) each state's entry preference by the log-ratio of its target share to its probe share
    (from the hidden states). Each step is damped; the last probe's figures are recorded in `fit`.
-Writes `calibration.yaml` (the `calibration:` section's fields; use it as `calibration_file=`)
+Writes `calibration.yaml` (data/synth/calibration.py's fields; use it as `calibration_file=`)
 and `fit.json` (the probe's realism figures after each round).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from data.realism import FrameSet, compare, frame_stats, load_frame_set, weighted_quantiles
+from data.synth.calibration import Calibration, calibration_yaml
 
 REST_QUANTILE = 0.2
 DAMPING = 0.8
@@ -66,10 +67,10 @@ def _sample(fs: FrameSet, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x[rows], w[rows] / w[rows].sum()
 
 
-def fit_calibration(base_cfg, levels: FrameSet, motion: FrameSet | None, *, source: str) -> tuple[dict, list[dict]]:
-    """The `calibration` fields fitted to the references, and the probe's figures after each round.
-    `base_cfg`: a SynthConfig whose `calibrate` section sets the sizes and the probe corpus."""
-    from data.synth.generate import simulate_corpus   # generate imports this module's callers
+def fit_calibration(base_cfg, levels: FrameSet, motion: FrameSet | None, *, source: str) -> tuple[Calibration, list[dict]]:
+    """The calibration fitted to the references, and the probe's figures after each round.
+    `base_cfg`: a SynthConfig whose `fit` section sets the states, rounds and the probe corpus."""
+    from data.synth.generate import build_behaviour, simulate_corpus   # generate's module imports synth.py's callers
 
     cal = base_cfg.fit
     motion = motion if motion is not None else (levels if levels.is_sequence else None)
@@ -83,16 +84,13 @@ def fit_calibration(base_cfg, levels: FrameSet, motion: FrameSet | None, *, sour
     target = frame_stats(levels)
     target_motion = np.asarray(frame_stats(motion)["motion"]) if motion is not None else None
     D = levels.frames.shape[1]
-    fields = {"source": source, "states": states.round(4).tolist(), "shares": shares.round(6).tolist(),
-              "log_pref": [], "rest": rest.round(4).tolist(), "offset": [0.0] * D,
-              "jitter": ((target_motion if target_motion is not None else np.full(D, 0.15)) * 0.6).round(4).tolist(),
-              "jitter_seconds": float(base_cfg.calibration.jitter_seconds), "dwell_scale": 1.0, "fit": {}}
-    probe = OmegaConf.merge(base_cfg, {"kind": "pretrain", "vocab": "",
-                                       "pretrain": OmegaConf.to_container(cal.probe)})
+    start_jitter = (target_motion if target_motion is not None else np.full(D, 0.15)) * 0.6
+    fitted = Calibration(source=source, states=states.round(4).tolist(), shares=shares.round(6).tolist(),
+                         rest=rest.round(4).tolist(), offset=[0.0] * D, jitter=start_jitter.round(4).tolist())
+    cfg = OmegaConf.merge(base_cfg, {"kind": "pretrain", "vocab": "", "pretrain": OmegaConf.to_container(cal.probe)})
     history = []
     for r in range(cal.rounds + 1):
-        cfg = OmegaConf.merge(probe, {"calibration": fields})
-        sim = simulate_corpus(cfg)
+        sim = simulate_corpus(cfg, calibration=fitted)
         stats = frame_stats(FrameSet(frames=sim.frames.astype(np.float64), au_names=levels.au_names,
                                      offsets=sim.offsets, gap_before=sim.gap_before))
         figures = _figures(stats, target, frame_stats(motion) if motion is not None else None)
@@ -101,21 +99,16 @@ def fit_calibration(base_cfg, levels: FrameSet, motion: FrameSet | None, *, sour
         if r == cal.rounds:
             break
         mean_gap = np.asarray(target["au_mean"]) - np.asarray(stats["au_mean"])
-        fields["offset"] = (np.asarray(fields["offset"]) + DAMPING * mean_gap).round(4).tolist()
+        fitted.offset = (np.asarray(fitted.offset) + DAMPING * mean_gap).round(4).tolist()
         if target_motion is not None:
             ratio = np.clip(target_motion / np.maximum(stats["motion"], 1e-6), 0.5, 2.0) ** DAMPING
-            fields["jitter"] = (np.asarray(fields["jitter"]) * ratio).round(4).tolist()
-        got = np.bincount(sim.states, minlength=len(shares)) + 1.0
+            fitted.jitter = (np.asarray(fitted.jitter) * ratio).round(4).tolist()
+        got = np.bincount(sim.states, minlength=len(shares)) + 1.0   # +1: a state the probe missed
         got /= got.sum()
-        log_pref = np.asarray(fields["log_pref"]) if fields["log_pref"] else _initial_log_pref(cfg)
-        fields["log_pref"] = (log_pref + DAMPING * np.log(shares / got)).round(4).tolist()
-    fields["fit"] = {k: round(float(v), 4) for k, v in history[-1].items() if k != "round"}
-    return fields, history
-
-
-def _initial_log_pref(cfg) -> np.ndarray:
-    from data.synth.generate import build_behaviour
-    return build_behaviour(cfg)[0].log_pref
+        log_pref = np.asarray(fitted.log_pref) if fitted.log_pref else build_behaviour(cfg, fitted)[0].log_pref
+        fitted.log_pref = (log_pref + DAMPING * np.log(shares / got)).round(4).tolist()
+    fitted.fit = {k: round(float(v), 4) for k, v in history[-1].items() if k != "round"}
+    return fitted, history
 
 
 def _figures(stats: dict, target: dict, motion_ref: dict | None) -> dict:
@@ -125,12 +118,6 @@ def _figures(stats: dict, target: dict, motion_ref: dict | None) -> dict:
     if motion_ref is not None:
         out["motion_ratio"] = stats["motion_mean"] / motion_ref["motion_mean"]
     return out
-
-
-def calibration_yaml(fields: dict) -> str:
-    """YAML with each AU vector on one line (a state per row), keys in the schema's order."""
-    import yaml
-    return yaml.safe_dump(fields, default_flow_style=None, sort_keys=False, width=250)
 
 
 def calibrate(cfg) -> Path:
@@ -145,10 +132,9 @@ def calibrate(cfg) -> Path:
               + (f" calibrate_motion={cfg.calibrate_motion}" if cfg.calibrate_motion else "")
               + f"` ({cal.n_states} states, {cal.rounds} rounds, seed {cal.seed})")
     out = open_run_dir(cfg.out, cfg, ignore=("out", "workers"))
-    fields, history = fit_calibration(cfg, levels, motion, source=source)
-    header = ("# The generator's calibration (data/synth/calibrate.py): use it with calibration_file=THIS.\n"
-              f"# {source}\n")
-    save_text(header + calibration_yaml(fields), out / "calibration.yaml")
-    save_json({"history": history, "fit": fields["fit"]}, out / "fit.json")
+    fitted, history = fit_calibration(cfg, levels, motion, source=source)
+    header = "# The generator's calibration (data/synth/calibrate.py): use it with calibration_file=THIS.\n"
+    save_text(calibration_yaml(fitted, header), out / "calibration.yaml")
+    save_json({"history": history, "fit": fitted.fit}, out / "fit.json")
     print(f"[calibrate] -> {out / 'calibration.yaml'}")
     return out

@@ -9,11 +9,15 @@ Writes (see ARCHITECTURE.md, "Synthetic datasets")
     DIR/labels.csv                       video_id, subject, split, targets
     DIR/hidden.pt                        hidden expression state of every CSV row, blink onsets, prototypes
     DIR/traits.csv                       hidden per-subject traits (and derived rates)
+    DIR/behaviour.yaml                   the calibration it was drawn with (a run refuses another one)
     DIR/meta.json                        kind, seed, sizes, target names; written last = finished
 
-The behaviour model is in data/synth_model.py (states in data/synth_states.py), the dataset plan and
-labels in data/synth_plan.py, the file format in data/openface_format.py. Every video draws from its
-own random stream, so the output is byte-identical for a seed whatever `workers` is.
+The behaviour model is in data/synth/behaviour.py (state tables in states.py), its fitted figures in
+the calibration file (calibration.py; `calibration_file=`, or `vocab=DIR` for a vocabulary's centres
+as states), the dataset plan and labels in plan.py, the file format in data/openface/format.py.
+`simulate_corpus` gives the same videos in memory at the corpus rate (calibration, benchmarks).
+Every video draws from its own random stream, so the output is byte-identical for a seed whatever
+`workers` is.
 """
 from __future__ import annotations
 
@@ -28,14 +32,15 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from data.openface.format import AU_INTENSITY, AU_R_NAMES, openface_columns, write_openface_csv
-from data.synth.behaviour import Dynamics, Subject, draw_traits, make_subject, simulate_video
+from data.synth.behaviour import Dynamics, Subject, behaviour_from, draw_traits, make_subject, simulate_video
+from data.synth.calibration import DEFAULT_CALIBRATION, Calibration, read_calibration, resolve
 from data.synth.face import full_blocks, gaze, head_pose
 from data.synth.plan import TASK_A_TARGETS, TASK_B_TARGETS, LABEL_WEIGHTS, add_labels, plan_videos, rng_for
-from data.synth.states import FAMILIES, TRAITS, StateTable, state_table
+from data.synth.states import FAMILIES, TRAITS, StateTable
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.artifacts import Tensor, check_fields, load_torch
-from utils.io import save_json, save_text, save_torch
-from utils.runs import open_run_dir
+from utils.io import file_digest, save_json, save_text, save_torch
+from utils.runs import RunDirError, open_run_dir
 
 KINDS = ("pretrain", "task_a", "task_b")
 DEFAULTS = CONFIG_DIR / "synth.yaml"
@@ -91,22 +96,6 @@ class Labels:
 
 
 @dataclass
-class Calibration:
-    """The fitted figures of the behaviour model (data/synth/calibrate.py writes them; see
-    configs/synth_calibration.yaml for the default and its sources). AU vectors in AU_INTENSITY order."""
-    source: str = ""
-    states: list[list[float]] = field(default_factory=list)   # (n_states, 17) prototypes at apex
-    shares: list[float] = field(default_factory=list)         # (n_states,) target share of frames
-    log_pref: list[float] = field(default_factory=list)       # (n_states,) fitted entry preferences; [] = from shares
-    rest: list[float] = field(default_factory=list)           # (17,) resting level
-    offset: list[float] = field(default_factory=list)         # (17,) added before the floor at 0
-    jitter: list[float] = field(default_factory=list)         # (17,) sd of the frame jitter
-    jitter_seconds: float = 0.1                               # its smoothing width
-    dwell_scale: float = 1.0                                  # multiplies the families' median dwell
-    fit: dict[str, float] = field(default_factory=dict)       # figures reached when it was fitted
-
-
-@dataclass
 class FitSettings:
     """How `calibrate=` fits a calibration (data/synth/calibrate.py)."""
     n_states: int = 64                  # k-means states of the reference
@@ -122,65 +111,40 @@ class SynthConfig:
     seed: int = 0
     workers: int = 2                    # processes writing files; does not change the output
     vocab: str = ""                     # a vocabulary directory: its centres become the states (counts: shares)
-    calibration_file: str = "configs/synth_calibration.yaml"  # read into `calibration`; "" = none
+    calibration_file: str = DEFAULT_CALIBRATION   # the behaviour's fitted figures (data/synth/calibration.py)
     pretrain: PretrainSizes = field(default_factory=PretrainSizes)
     task_a: TaskASizes = field(default_factory=TaskASizes)
     task_b: TaskBSizes = field(default_factory=TaskBSizes)
     format: FormatMix = field(default_factory=FormatMix)
     behaviour: Behaviour = field(default_factory=Behaviour)
     labels: Labels = field(default_factory=Labels)
-    calibration: Calibration = field(default_factory=Calibration)
     calibrate: str = ""                 # a corpus or vocabulary directory: fit a calibration to it (writes out/calibration.yaml)
     calibrate_motion: str = ""          # a corpus for the motion targets (default: `calibrate` when it is a corpus)
     fit: FitSettings = field(default_factory=FitSettings)
 
 
-def _calibration_layer(path: str) -> list:
-    """The calibration file as a config layer under `calibration` (relative paths: from the repo)."""
-    if not path:
-        return []
-    p = Path(path)
-    p = p if p.is_absolute() or p.exists() else CONFIG_DIR.parent / p
-    if not p.exists():
-        raise ConfigError(f"calibration_file={path}: no such file")
-    return [(str(p), {"calibration": OmegaConf.load(p)})]
-
-
 def load_synth_config(overrides: Mapping[str, Any] | list[str] = ()) -> DictConfig:
-    """Schema + configs/synth.yaml + the calibration file + overrides ({"task_a.n_subjects": 4} or
-    ["task_a.n_subjects=4"]); key=value pairs win over the calibration file."""
+    """Schema + configs/synth.yaml + overrides ({"task_a.n_subjects": 4} or ["task_a.n_subjects=4"])."""
     argv = list(overrides) if not isinstance(overrides, Mapping) else [f"{k}={v}" for k, v in overrides.items()]
-    first = load_config(SynthConfig, argv, DEFAULTS)       # only to learn which calibration file
-    return load_config(SynthConfig, argv, DEFAULTS, before=_calibration_layer(first.calibration_file))
+    return load_config(SynthConfig, argv, DEFAULTS)
 
 
-def _vector(cfg, key: str, n: int) -> np.ndarray:
-    v = np.asarray(cfg.calibration[key], dtype=np.float64)
-    if v.shape != (n,):
-        raise ConfigError(f"calibration.{key} has {v.size} values, expected {n}")
-    return v
+def build_behaviour(cfg: DictConfig, cal: Calibration | None = None) -> tuple[StateTable, Dynamics]:
+    """The state table (the calibration's, or one state per centre of `vocab`) and the dynamics,
+    from `cal` or else the config's calibration_file."""
+    where = "calibration" if cal is not None else str(cfg.calibration_file)
+    cal = cal if cal is not None else read_calibration(cfg.calibration_file)
+    states = vocabulary_states(cfg.vocab) if cfg.vocab else None
+    return behaviour_from(cal, fps=float(cfg.behaviour.fps), states=states, where=where)
 
 
-def build_behaviour(cfg: DictConfig) -> tuple[StateTable, Dynamics]:
-    """The state table (the calibration's, or one state per centre of `vocab`) and the dynamics."""
-    D = len(AU_INTENSITY)
-    rest = _vector(cfg, "rest", D)
+def behaviour_record(cfg: DictConfig) -> str:
+    """What a run's behaviour came from, as text kept in its directory: the calibration file's
+    content, and the vocabulary's centroids.pt digest when the states are a vocabulary's."""
+    text = resolve(cfg.calibration_file).read_text()
     if cfg.vocab:
-        prototypes, shares = vocabulary_states(cfg.vocab)
-        table = state_table(prototypes, shares, rest)
-    else:
-        if not cfg.calibration.states:
-            raise ConfigError("calibration.states is empty: give calibration_file= or vocab=")
-        prototypes = np.asarray(cfg.calibration.states, dtype=np.float64)
-        if prototypes.ndim != 2 or prototypes.shape[1] != D:
-            raise ConfigError(f"calibration.states must be rows of {D} AU values")
-        shares = _vector(cfg, "shares", len(prototypes))
-        log_pref = _vector(cfg, "log_pref", len(prototypes)) if cfg.calibration.log_pref else None
-        table = state_table(prototypes, shares, rest, log_pref)
-    fps = float(cfg.behaviour.fps)
-    dyn = Dynamics(offset=_vector(cfg, "offset", D), jitter=_vector(cfg, "jitter", D),
-                   jitter_frames=cfg.calibration.jitter_seconds * fps, dwell_scale=cfg.calibration.dwell_scale)
-    return table, dyn
+        text += f"# states: vocab={cfg.vocab}, centroids.pt {file_digest(Path(cfg.vocab) / 'centroids.pt')}\n"
+    return text
 
 
 def vocabulary_states(vocab: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +219,7 @@ def video_signals(cfg, table: StateTable, dynamics: Dynamics, s: int, v: int, n:
     """The simulated signals of video v (n rows) of subject s: what its CSV holds."""
     beh = cfg.behaviour
     sub = sub or subject(cfg, table, dynamics, s)
-    return simulate_video(sub, n, rng_for(cfg.seed, cfg.kind, 2, s, v), fps=beh.fps, dynamics=dynamics,
+    return simulate_video(sub, n, rng_for(cfg.seed, cfg.kind, 2, s, v), fps=beh.fps,
                           low_conf_per_min=beh.low_conf_bursts_per_min, fail_per_min=beh.failed_bursts_per_min)
 
 
@@ -298,14 +262,20 @@ def generate(out: str | Path, cfg: DictConfig | Mapping[str, Any] | list[str] | 
         cfg = load_synth_config(cfg or {})
     cfg = OmegaConf.merge(cfg, {"out": str(out)})
     _check(cfg)
+    table, dynamics = build_behaviour(cfg)        # a bad calibration or vocabulary stops here, before any file
     others = tuple(k for k in KINDS if k != cfg.kind)
     out = open_run_dir(out, cfg, ignore=("out", "workers", "calibrate", "calibrate_motion", "fit", *others))
+    record = behaviour_record(cfg)
+    kept = out / "behaviour.yaml"      # the calibration (and vocabulary) this dataset was drawn with
+    if kept.exists() and kept.read_text() != record:
+        raise RunDirError(f"{out} holds a dataset drawn with another calibration or vocabulary "
+                          f"(see {kept}). Use another out= or delete {out}.")
+    save_text(record, kept)
     if (out / "meta.json").exists():
         print(f"[synth] {out} already holds this dataset; reusing it")
         return out
     t0 = time.perf_counter()
     fps = float(cfg.behaviour.fps)
-    table, dynamics = build_behaviour(cfg)
     plan = plan_videos(cfg, fps)
     subjects = [subject(cfg, table, dynamics, s) for s in range(len(plan.subjects))]
     traits = np.stack([sub.traits for sub in subjects])        # (n_subjects, n_traits)
@@ -349,8 +319,8 @@ def generate(out: str | Path, cfg: DictConfig | Mapping[str, Any] | list[str] | 
             "targets": list(targets), "splits": {k: plan.splits.count(k) for k in sorted(set(plan.splits))},
             "traits": list(TRAITS), "label_weights": {t: LABEL_WEIGHTS[t] for t in targets},
             "n_states": table.n, "au_names": list(AU_R_NAMES),
-            "states_from": cfg.vocab or cfg.calibration_file or "calibration",
-            "calibration_source": cfg.calibration.source}
+            "states_from": cfg.vocab or cfg.calibration_file,
+            "calibration_file": cfg.calibration_file, "calibration_source": read_calibration(cfg.calibration_file).source}
     save_json(meta, out / "meta.json")
     print(f"[synth] {cfg.kind}: {meta['n_videos']} videos of {meta['n_subjects']} subjects, {rows} rows "
           f"({rows / fps / 60:.1f} min at {fps:g} fps) in {time.perf_counter() - t0:.1f} s -> {out}")
@@ -367,8 +337,8 @@ class SimulatedCorpus:
     n_states: int
 
 
-def simulate_corpus(cfg: DictConfig, *, out_fps: float = 5.0, table: StateTable | None = None,
-                    dynamics: Dynamics | None = None, subjects: range | None = None) -> SimulatedCorpus:
+def simulate_corpus(cfg: DictConfig, *, out_fps: float = 5.0, calibration: Calibration | None = None,
+                    subjects: range | None = None) -> SimulatedCorpus:
     """The dataset `generate` would write for cfg, simulated in memory and sampled at out_fps as
     `ingest.py` keeps it (synthetic timestamps are row / fps, so the grid is every fps/out_fps-th row;
     min_confidence 0.9, failed rows dropped). For calibration and benchmarks: no files, one process;
@@ -376,8 +346,7 @@ def simulate_corpus(cfg: DictConfig, *, out_fps: float = 5.0, table: StateTable 
     _check(cfg)
     fps = float(cfg.behaviour.fps)
     step = max(1, int(round(fps / out_fps)))
-    if table is None or dynamics is None:
-        table, dynamics = build_behaviour(cfg)
+    table, dynamics = build_behaviour(cfg, calibration)
     plan = plan_videos(cfg, fps)
     frames, gaps, states, lengths = [], [], [], []
     last_s, sub = -1, None

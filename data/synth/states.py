@@ -97,9 +97,38 @@ class StateTable:
         return FAMILY_RAMP_S[self.family]
 
 
+def frame_shares(log_pref: np.ndarray, family: np.ndarray) -> np.ndarray:
+    """(n,) share of frames each state holds in the chain of a subject with all traits 0: the next
+    state j of i is drawn with weight affinity[family i, family j] x pref j, never i itself
+    (behaviour._next_state), so visits are the stationary law of that matrix, times the dwell."""
+    pref = np.exp(log_pref - log_pref.max())
+    aff = family_affinity()[family[:, None], family[None, :]] * pref[None, :]   # (n, n)
+    np.fill_diagonal(aff, 0.0)
+    trans = aff / np.maximum(aff.sum(axis=1, keepdims=True), 1e-300)
+    a = trans.T - np.eye(len(pref))            # visits @ trans = visits, and the visits sum to 1
+    a[-1] = 1.0
+    b = np.zeros(len(pref))
+    b[-1] = 1.0
+    visits = np.clip(np.linalg.solve(a, b), 0.0, None)
+    share = visits * FAMILY_DWELL_S[family]
+    return share / share.sum()
+
+
+def entry_preferences(shares: np.ndarray, family: np.ndarray, iters: int = 50) -> np.ndarray:
+    """Log-preferences under which the traits-0 chain holds each state for `shares` of the frames."""
+    target = shares / shares.sum()
+    log_pref = np.log(target) - np.log(FAMILY_DWELL_S[family])
+    for _ in range(iters):
+        got = frame_shares(log_pref, family)
+        if np.abs(got / target - 1).max() < 1e-3:
+            break
+        log_pref = log_pref + np.log(target / got)
+    return log_pref
+
+
 def state_table(prototypes, shares, rest, log_pref=None) -> StateTable:
-    """States from prototypes (n, 17) and target frame shares (n,). Without a fitted `log_pref`,
-    entries are preferred in proportion to share / dwell, so that frames come out near the shares."""
+    """States from prototypes (n, 17) and target frame shares (n,). Without a fitted `log_pref`, the
+    entry preferences are solved so that a subject with all traits 0 shows each state its share."""
     p = np.asarray(prototypes, dtype=np.float64)
     rest = np.asarray(rest, dtype=np.float64)
     shares = np.asarray(shares, dtype=np.float64)
@@ -110,7 +139,7 @@ def state_table(prototypes, shares, rest, log_pref=None) -> StateTable:
         raise ValueError("state prototypes must be finite and every state's share positive")
     family = np.array([family_of(row, rest) for row in p], dtype=np.int64)
     if log_pref is None:
-        log_pref = np.log(shares / shares.sum()) - np.log(FAMILY_DWELL_S[family])
+        log_pref = entry_preferences(shares, family)
     counts = {}
     names = []
     for f in family.tolist():
