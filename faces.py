@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from faces.annotator import POSITIVE_AT, Annotator, AnnotatorConfig, calibrate, f1_scores, targets_for
 from faces.config import RESUMABLE_KEYS, FacesConfig, check
-from faces.datasets import FINETUNE_SUBJECT0, build_finetune_set, build_pretrain_set, crops_from_layout
+from faces.datasets import build_finetune_set, build_pretrain_set, crops_from_layout
 from faces.experiment import finetune_cv, fold_models, pretrain, _tensor_images
 from faces.fit import predict
 from faces.metrics import au_metrics

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from data.synth.behaviour import Subject
 from data.synth.generate import build_behaviour, load_synth_config, subject as synth_subject, video_signals
-from faces.identity import Identity, Scene, draw_identity, draw_scene, gaze_track, pose_track
+from faces.identity import Identity, draw_identity, draw_scene, gaze_track, pose_track
 from faces.render import FaceRenderer
 
 STREAM = 1400    # keeps the renderer's own streams apart from the OpenFace generator's rng_for(seed, kind, ...)

@@ -1,7 +1,7 @@
 """Results tables in the layout of the paper: Table I (k-fold: PCC / RMSE per item, mean ± std over
 folds) and Table II (fixed split: CCC / PCC / RMSE of the selected restart on the test set, with
 the spread of the test metrics over all restarts). A `†` marks a cell where some split's selected
-model predicted a constant (its correlations were reported as 0, see training/metrics.py).
+model predicted a constant (its correlations were reported as 0, see losses/metrics.py).
 """
 from __future__ import annotations
 
