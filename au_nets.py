@@ -42,7 +42,8 @@ from training.protocols import Split, kfold
 from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.device import pick_device
-from utils.io import load_json, save_json, save_text, save_torch
+from utils.artifacts import ArtifactError, load_json, load_npz, load_torch
+from utils.io import save_json, save_text, save_torch
 from utils.runs import open_run_dir
 from utils.seeds import seed_for
 
@@ -123,8 +124,12 @@ def subject_splits(clips: FaceClips, cfg) -> list[Split]:
 
 
 def cached(path: Path, compute):
+    """A finished step's result, or computed and saved; a damaged cache is reported and recomputed."""
     if path.exists():
-        return torch.load(path, weights_only=False)
+        try:
+            return load_torch(path, path.stem)
+        except ArtifactError as err:
+            print(f"{err}; recomputing it")
     result = compute()
     save_torch(result, path)
     return result
@@ -147,7 +152,7 @@ def pretrained_encoder(cfg, out: Path, device, log):
     encoder = ExpressionEncoder(widths=tuple(g.encoder_widths), embed_dim=g.embed_dim)
     path = out / "encoder.pt"
     if path.exists():
-        saved = torch.load(path, weights_only=False)
+        saved = load_torch(path, "triplet-pretrained encoder")
         encoder.load_state_dict(saved["state"])
         return encoder.to(device), saved
     stills_path = out / "stills.npz"
@@ -158,8 +163,8 @@ def pretrained_encoder(cfg, out: Path, device, log):
         with open(stills_path, "wb") as f:
             np.savez(f, images=batch.images, aus=batch.aus, subject=batch.subject)
         log(f"rendered {len(batch.images)} stills of {t.identities} people in {time.time() - t0:.0f}s")
-    with np.load(stills_path) as z:
-        images, aus, person = z["images"], z["aus"], z["subject"]
+    z = load_npz(stills_path, "rendered stills")
+    images, aus, person = z["images"], z["aus"], z["subject"]
     write_fec(make_triplets(aus, person, n=t.triplets, seed=cfg.seed, noise=t.noise, min_agreement=t.min_agreement,
                             image_file=stills_path.name), out / "triplets.csv")
     triplets = read_fec(out / "triplets.csv")                       # the one reader, as for FEC itself
@@ -275,7 +280,7 @@ def main(argv: list[str]) -> None:
             feats.save(f.out)
             log(f"face features: {feats.n_frames} frames of {feats.n_sequences} videos -> {f.out} in {time.time() - t0:.0f}s")
     if (out / "metrics.json").exists():
-        metrics = load_json(out / "metrics.json") | metrics
+        metrics = load_json(out / "metrics.json", "metrics") | metrics
     save_json(metrics, out / "metrics.json")
 
 

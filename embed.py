@@ -72,7 +72,7 @@ from utils.cli import run_script
 from utils.config import CONFIG_DIR, ConfigError, load_config
 from utils.distributed import broadcast_object, close_distributed, init_distributed
 from utils import names
-from utils.artifacts import ArtifactError, MismatchError
+from utils.artifacts import ArtifactError, MismatchError, load_torch
 from utils.io import fingerprint, save_json, save_torch
 from utils.runs import RunDirError, open_run_dir
 from utils.progress import progress
@@ -307,10 +307,10 @@ def report_inputs(cfg, vocab, V: int) -> dict:
     if cfg.report.synth:
         from data.openface.corpus import FrameCorpus
         corpus = FrameCorpus.load(cfg.report.corpus)
-        hidden_file = Path(cfg.report.synth) / "hidden.pt"
+        hidden_file = Path(cfg.report.synth) / names.HIDDEN
         if not hidden_file.exists():
             raise FileNotFoundError(f"report.synth: {hidden_file} does not exist (synth.py kind=pretrain's out=)")
-        hidden = torch.load(hidden_file, map_location="cpu", weights_only=True)
+        hidden = load_torch(hidden_file, "synthetic hidden states")
         states, _ = token_states(vocab.tokens, vocab.offsets, corpus.timestamps, corpus.offsets,
                                  corpus.sequence_ids, hidden, V)
         inputs["states"] = states

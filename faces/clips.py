@@ -23,6 +23,7 @@ import numpy as np
 from data.openface.format import AU_INTENSITY
 from faces.render import FaceRenderer
 from faces.synthetic import render_video
+from utils.artifacts import load_npz
 from utils.io import atomic_path
 
 # Chu et al.'s 12 BP4D AUs are 1 2 4 6 7 10 12 14 15 17 23 24; the renderer has no AU24 (lip pressor
@@ -57,8 +58,8 @@ class FaceClips:
 
     @classmethod
     def load(cls, path: str | Path) -> "FaceClips":
-        with np.load(path) as z:
-            return cls(**{k: z[k] for k in ("frames", "aus", "yaw", "offsets", "subject")})
+        z = load_npz(path, "rendered clips")
+        return cls(**{k: z[k] for k in ("frames", "aus", "yaw", "offsets", "subject")})
 
 
 def render_clips(*, subjects, videos: int, frames: int, size: int, fps: float, seed: int,
