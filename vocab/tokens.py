@@ -245,11 +245,8 @@ def check_finite(corpus: FrameCorpus, where: str | Path) -> None:
     bad = ~torch.isfinite(corpus.frames)
     if not bool(bad.any()):
         return
-    row, col = (int(v) for v in torch.nonzero(bad)[0])
-    s = int(torch.searchsorted(corpus.offsets, torch.tensor(row, device=corpus.offsets.device), right=True)) - 1
-    raise ValueError(f"corpus {where}: {int(bad.any(1).sum())} frames hold NaN or inf; the first is frame "
-                     f"{row - int(corpus.offsets[s])} of video {corpus.sequence_ids[s]} "
-                     f"(corpus row {corpus.first_row + row}), column {corpus.au_names[col]}")
+    raise ValueError(f"corpus {where}: {int(bad.any(1).sum())} frames hold NaN or inf; the first is "
+                     f"{corpus.locate_first(bad)}")
 
 
 def nearest(frames: torch.Tensor, centroids: torch.Tensor, *, backend: str = "auto",

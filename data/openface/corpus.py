@@ -140,12 +140,15 @@ class FrameCorpus:
         bad = ~((self.frames >= lo) & (self.frames <= hi))        # NaN too
         if not bool(bad.any()):
             return
+        raise ArtifactError(f"corpus {where}: {int(bad.any(1).sum())} frames hold values outside the accepted "
+                            f"range [{lo}, {hi}] (or NaN); the first is {self.locate_first(bad)}")
+
+    def locate_first(self, bad: torch.Tensor) -> str:
+        """Where the first True of `bad` (N, D) is: the frame within its video, the corpus row, the AU."""
         row, col = (int(v) for v in torch.nonzero(bad)[0])
         s = int(torch.searchsorted(self.offsets, torch.tensor(row, device=self.offsets.device), right=True)) - 1
-        raise ArtifactError(f"corpus {where}: {int(bad.any(1).sum())} frames hold values outside the accepted "
-                            f"range [{lo}, {hi}] (or NaN); the first is frame {row - int(self.offsets[s])} of video "
-                            f"{self.sequence_ids[s]} (corpus row {self.first_row + row}), column "
-                            f"{self.au_names[col]} = {float(self.frames[row, col]):g}")
+        return (f"frame {row - int(self.offsets[s])} of video {self.sequence_ids[s]} (corpus row "
+                f"{self.first_row + row}), column {self.au_names[col]} = {float(self.frames[row, col]):g}")
 
     def validate(self, where: str | Path = "corpus") -> None:
         n, s = self.n_frames, self.n_sequences
