@@ -62,6 +62,7 @@ class ClipsConfig:
     fps: float = 5.0
     threshold: float = 1.0         # present at intensity >= 1 (FACS A-level, Chu et al. on BP4D)
     max_yaw_deg: float = 40.0      # label 0 ("lost track") beyond this yaw
+    elicitation: float = 3.0       # people as expressive as BP4D's under its tasks (faces.synthetic.Variation)
     aus: list[str] = field(default_factory=lambda: list(CHU_AUS))
 
 
@@ -140,7 +141,7 @@ def load_clips(cfg, out: Path, log) -> FaceClips:
     if not path.exists():
         c, t0 = cfg.clips, time.time()
         clips = render_clips(subjects=range(c.first_subject, c.first_subject + c.subjects), videos=c.videos,
-                             frames=c.frames, size=c.size, fps=c.fps, seed=cfg.seed)
+                             frames=c.frames, size=c.size, fps=c.fps, seed=cfg.seed, elicitation=c.elicitation)
         clips.save(path)
         log(f"rendered {clips.n_clips} clips, {len(clips.aus)} frames at {c.size}px in {time.time() - t0:.0f}s")
     return FaceClips.load(path)

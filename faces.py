@@ -30,7 +30,7 @@ from tqdm import tqdm
 from faces.annotator import POSITIVE_AT, Annotator, AnnotatorConfig, calibrate, f1_scores, targets_for
 from faces.config import RESUMABLE_KEYS, FacesConfig, check
 from faces.datasets import build_finetune_set, build_pretrain_set, crops_from_layout
-from faces.experiment import finetune_cv, fold_models, pretrain, _tensor_images
+from faces.experiment import FitJob, fold_models, run_fit, subject_folds, _tensor_images
 from faces.fit import predict
 from faces.metrics import au_metrics
 from faces.openface_out import write_au_csv
@@ -43,6 +43,7 @@ from utils.config import CONFIG_DIR, load_config
 from utils.device import pick_device
 from utils.artifacts import load_json, load_npz, load_torch
 from utils.io import atomic_path, save_json, save_text
+from utils.processes import ordered_map
 from utils.runs import open_run_dir
 
 DEFAULTS = CONFIG_DIR / "faces.yaml"
@@ -108,10 +109,9 @@ def main(argv: list[str]) -> None:
                "failed_frames": int((~ok).sum()), "frames": int(len(ok))}, out / "annotator.json")
     crops_pre, labels_pre, subj_pre = pre["crops"][ok], labels[ok], pre["subject"][ok]
 
-    # 4-6. pretraining variants (full + scaling subsets), each fine-tuned with the same CV; and from scratch
-    entry = get_model(cfg.model)
-    mcfg = OmegaConf.to_container(cfg[cfg.model])
-    make = lambda n_out: entry.factory(n_outputs=n_out, **mcfg)
+    # 4-6. pretraining variants (full + scaling subsets), each fine-tuned with the same CV; and from scratch.
+    # Every pretraining, then every fold of every variant, is one job: on the CPU, `workers` processes
+    # of one thread each run them; on a GPU, one after another
     variants = {"full": np.arange(len(crops_pre))}
     rng = np.random.default_rng([cfg.seed, 4])
     for n in (n for n in cfg.scaling.images if n < len(crops_pre)):    # the full set is the last point
@@ -121,26 +121,34 @@ def main(argv: list[str]) -> None:
         variants[f"identities_{n}"] = np.flatnonzero(np.isin(subj_pre, people[:n]))
     ft_rows = np.flatnonzero(ft["row"] % cfg.finetune_set.stride == 0)
     y_ft = ft["occurrence"]
+    parallel = cfg.workers if device.type == "cpu" else 1
+    names = ["full", "scratch", *list(variants)[1:]]
+    common = dict(model=cfg.model, model_cfg=OmegaConf.to_container(cfg[cfg.model]), aug=plain(cfg.augment), out=out,
+                  folds=cfg.folds, val_share=cfg.val_share, seed=cfg.seed, device=str(device),
+                  threads=torch.get_num_threads(), progress=cfg.progress and parallel == 1)
+    pre_jobs = [FitJob(name=n, fold=None, pretrain_idx=variants[n], data=(crops_pre, labels_pre),
+                       fit_cfg=plain(cfg.pretrain), **common) for n in names if n in variants]
+    ft_data = (ft["crops"][ft_rows], y_ft[ft_rows], ft["subject"][ft_rows])
+    ft_jobs = [FitJob(name=n, fold=k, pretrain_idx=variants.get(n), data=ft_data, fit_cfg=plain(cfg.finetune), **common)
+               for n in names for k in range(cfg.folds)]
+    fold_of = subject_folds(ft_data[2], cfg.folds, cfg.seed)
     results, t0 = {}, time.perf_counter()
-    for name in ["scratch", *variants]:
-        init = None
-        if name != "scratch":
-            idx = variants[name]
-            init = pretrain(make, crops_pre[idx], labels_pre[idx], cfg=cfg.pretrain, aug=cfg.augment,
-                            out=out / "pretrain" / name, seed=cfg.seed, device=device, progress=cfg.progress,
-                            log=lambda row, name=name: _log(tb, f"pretrain/{name}", row))
-        oof = finetune_cv(make, ft["crops"][ft_rows], y_ft[ft_rows], ft["subject"][ft_rows], init=init,
-                          cfg=cfg.finetune, aug=cfg.augment, out=out / "finetune" / name, folds=cfg.folds,
-                          seed=cfg.seed, device=device, val_share=cfg.val_share, progress=cfg.progress,
-                          log=lambda k, row, name=name: _log(tb, f"finetune/{name}/fold{k}", row))
-        m = au_metrics(oof["probs"], torch.from_numpy(y_ft[ft_rows]), au12)
+    with _bar(cfg, len(pre_jobs) + len(ft_jobs), f"{len(pre_jobs) + len(ft_jobs)} trainings in {parallel} process(es)") as bar:
+        for _ in ordered_map(run_fit, pre_jobs, parallel, progress=bar, spawn=True):
+            pass
+        oof = {n: torch.full(ft_data[1].shape, float("nan")) for n in names}
+        for job, probs in zip(ft_jobs, ordered_map(run_fit, ft_jobs, parallel, progress=bar, spawn=True)):
+            oof[job.name][fold_of == job.fold] = torch.from_numpy(probs)
+    for name in names:
+        probs = oof[name]
+        m = au_metrics(probs, torch.from_numpy(y_ft[ft_rows]), au12)
         results[name] = {"metrics": m, "pretrain_images": int(len(variants.get(name, [])))}
         for au, v in m["f1"].items():
             tb.add_scalar(f"f1/{name}/{au}", v, 0)
         tb.add_scalar(f"f1/{name}/mean8", m["mean8"]["f1"], 0)
         if name in ("full", "scratch"):
             pick = np.random.default_rng(0).choice(len(ft_rows), size=min(cfg.examples, len(ft_rows)), replace=False)
-            grid = example_grid(ft["crops"][ft_rows][pick], y_ft[ft_rows][pick], oof["probs"][pick].numpy(), au12)
+            grid = example_grid(ft["crops"][ft_rows][pick], y_ft[ft_rows][pick], probs[pick].numpy(), au12)
             tb.add_image(f"examples/{name}", grid, 0, dataformats="HWC")
         print(f"[faces] {name}: mean F1 {m['mean8']['f1']:.1f} (8 AUs), {m['mean']['f1']:.1f} (12 AUs); "
               f"PR-AUC {m['mean']['pr_auc']:.1f}, ROC-AUC {m['mean']['roc_auc']:.1f}")
@@ -154,6 +162,8 @@ def main(argv: list[str]) -> None:
 
     # 7. the detector's AUs as OpenFace CSVs (out-of-fold fine-tuned models + the pretrained 17-AU head)
     t0 = time.perf_counter()
+    entry, mcfg = get_model(cfg.model), OmegaConf.to_container(cfg[cfg.model])
+    make = lambda n_out: entry.factory(n_outputs=n_out, **mcfg)
     _write_csvs(out / "openface", ft, cfg, make, out, device, au12)
     timings["openface_csv_s"] = time.perf_counter() - t0
 
@@ -173,7 +183,7 @@ def main(argv: list[str]) -> None:
           scaling_table(by_images, "images", PAPER_IMAGES), "",
           "## F1 against the number of pretraining identities (all images of N people)", "",
           scaling_table(by_ids, "identities", PAPER_IDENTITIES), "",
-          f"Times: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
+          "Times: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
     save_json({"results": results, "annotator_on_finetune": ann_m, "timings": timings,
                "device": str(device)}, out / "results.json")
     save_text("\n".join(md), out / "results.md")
@@ -185,18 +195,13 @@ def _annotator(saved: Path, cfg, ann_cfg: AnnotatorConfig) -> Annotator:
     """Calibrated on whole simulated videos of the pretraining people (no pixels needed); a rerun
     reuses the saved calibration."""
     if saved.exists():
-        done = load_json(saved)
+        done = load_json(saved, "annotator calibration")
         return Annotator(cfg=ann_cfg, sigma=np.array([done["sigma"][a] for a in AU_INTENSITY]),
                          unreachable=done["unreachable"])
     variation = Variation(**OmegaConf.to_container(cfg.render.variation))
     sample = expression_sample(seed=cfg.seed, subjects=range(cfg.pretrain_set.identities),
                                frames=int(60 * cfg.render.fps), fps=cfg.render.fps, variation=variation)
     return calibrate(*sample, cfg=ann_cfg, seed=cfg.seed)
-
-
-def _log(tb, prefix: str, row: dict) -> None:
-    for key in ("train_loss", "val_loss", "images_per_s"):
-        tb.add_scalar(f"{prefix}/{key}", row[key], row["epoch"])
 
 
 def _truth_of(ft: dict, root: Path) -> np.ndarray:
@@ -218,21 +223,22 @@ def _write_csvs(dest: Path, ft: dict, cfg, make, out: Path, device, au12) -> Non
     pre = make(len(AU_INTENSITY))
     pre.load_state_dict(load_torch(out / "pretrain" / "full" / "best.pt", "pretrained model"))
     pre = pre.to(device)
-    from faces.experiment import subject_folds
     rows = np.flatnonzero(ft["row"] % cfg.finetune_set.stride == 0)
     fold_of_subject = dict(zip(ft["subject"][rows].tolist(), subject_folds(ft["subject"][rows], cfg.folds, cfg.seed).tolist()))
     counts = load_json(out / "data" / "finetune_crops.json", "crops report")["videos"]
     for j, vid in enumerate(ft["video_ids"]):
         sel = np.flatnonzero(ft["video"] == j)
         n = counts[vid]["frames"]
-        x = _tensor_images(ft["crops"][sel]).to(device)
-        p17 = predict(pre, x).cpu().numpy()
-        p12 = predict(models[fold_of_subject[int(ft["subject"][sel][0])]], x).cpu().numpy()
-        for k, au in enumerate(au12):
-            p17[:, AU_INTENSITY.index(au)] = p12[:, k]
         probs, ok = np.zeros((n, len(AU_INTENSITY))), np.zeros(n, bool)
-        pos = ft["row"][sel]
-        probs[pos], ok[pos] = p17, True
+        if len(sel):   # a video where no face was found is written with success 0 on every frame
+            x = _tensor_images(ft["crops"][sel]).to(device)
+            p17 = predict(pre, x).cpu().numpy()
+            # the model of the fold that held this person out (one with no training frames was never seen)
+            p12 = predict(models[fold_of_subject.get(int(ft["subject"][sel][0]), 0)], x).cpu().numpy()
+            for k, au in enumerate(au12):
+                p17[:, AU_INTENSITY.index(au)] = p12[:, k]
+            pos = ft["row"][sel]
+            probs[pos], ok[pos] = p17, True
         write_au_csv(dest / f"{vid}.csv", 5.0 * probs, (probs >= 0.5).astype(float), ok, fps=cfg.render.fps)
 
 

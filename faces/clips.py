@@ -22,7 +22,7 @@ import numpy as np
 
 from data.openface.format import AU_INTENSITY
 from faces.render import FaceRenderer
-from faces.synthetic import render_video
+from faces.synthetic import Variation, render_video
 from utils.artifacts import load_npz
 from utils.io import atomic_path
 
@@ -63,12 +63,15 @@ class FaceClips:
 
 
 def render_clips(*, subjects, videos: int, frames: int, size: int, fps: float, seed: int,
-                 supersample: int = 2) -> FaceClips:
+                 supersample: int = 2, elicitation: float = 0.0) -> FaceClips:
+    """`elicitation`: how much more expressive than interviewees the people are (faces.synthetic.Variation)."""
     renderer = FaceRenderer(size=size, supersample=supersample)
+    variation = Variation(elicitation=elicitation)
     parts, owners = [], []
     for s in subjects:
         for v in range(videos):
-            parts.append(render_video(seed=seed, subject=int(s), video=v, n_frames=frames, renderer=renderer, fps=fps))
+            parts.append(render_video(seed=seed, subject=int(s), video=v, n_frames=frames, renderer=renderer, fps=fps,
+                                      variation=variation))
             owners.append(int(s))
     lengths = [len(p.frames) for p in parts]
     return FaceClips(frames=np.concatenate([p.frames for p in parts]), aus=np.concatenate([p.aus for p in parts]),

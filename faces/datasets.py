@@ -16,7 +16,6 @@ renders only the missing ones).
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from faces.render import FaceRenderer
 from faces.synthetic import Variation, render_stills, render_video
 from faces.video import read_frames, write_video
 from utils.io import atomic_path
+from utils.processes import ordered_map
 
 FINETUNE_SUBJECT0 = 100_000     # fine-tuning people are never pretraining people
 
@@ -55,6 +55,11 @@ class FinetuneSetConfig:
     frames: int = 240           # per video (DISFA: 4,845)
     stride: int = 2             # crop every stride-th frame (neighbouring frames are near copies)
     bp4d_images: bool = True    # also write the BP4D layout's image folders
+    # DISFA is filmed in a lab: a frontal camera, people seated watching emotive clips (so more
+    # expressive than interviewees), nothing passing in front of the face. The stills of
+    # pretraining keep the web photos' spread of render.variation
+    variation: Variation = field(default_factory=lambda: Variation(yaw_deg=6.0, pitch_deg=4.0, roll_deg=3.0,
+                                                                    hand_p=0.0, elicitation=3.0))
 
 
 def disfa_id(k: int) -> str:
@@ -83,28 +88,11 @@ def _pretrain_job(job) -> dict:
             "report": report, "raw": stills.images[:2]}
 
 
-def _pool(workers: int):
-    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-
-
-def _map(fn, jobs, workers, progress=None):
-    pool = _pool(workers)
-    try:
-        it = pool.map(fn, jobs) if pool else map(fn, jobs)
-        for res in it:
-            if progress is not None:
-                progress.update(1)
-            yield res
-    finally:
-        if pool:
-            pool.shutdown()
-
-
 def build_pretrain_set(path: Path, *, seed: int, render: RenderConfig, sizes: PretrainSetConfig,
                        crop: CropConfig, workers: int = 1, progress=None) -> dict:
     """Render, crop and save the pretraining stills; returns the crop report."""
     jobs = [(seed, render, crop, s, sizes.per_identity) for s in range(sizes.identities)]
-    parts = list(_map(_pretrain_job, jobs, workers, progress))
+    parts = list(ordered_map(_pretrain_job, jobs, workers, progress=progress))
     totals = Counter()
     for p in parts:
         totals.update(p["report"]["dropped"])
@@ -125,7 +113,7 @@ def _finetune_job(job) -> str:
     if marker.exists():        # written last: this subject is complete
         return disfa_id(k)
     v = render_video(seed=seed, subject=FINETUNE_SUBJECT0 + k, video=0, n_frames=sizes.frames,
-                     renderer=_renderer(r), fps=r.fps, variation=_variation(r))
+                     renderer=_renderer(r), fps=r.fps, variation=_variation(sizes))
     col = {au: v.aus[:, AU_INTENSITY.index(au_name(au))] for au in range(1, 46) if au_name(au) in AU_INTENSITY}
     write_video(root / "disfa" / "Videos_LeftCamera" / f"LeftVideo{disfa_id(k)}_comp.avi", v.frames, fps=r.fps)
     write_disfa(root / "disfa", disfa_id(k), np.stack([col[au] for au in DISFA_AUS], axis=1))
@@ -142,7 +130,7 @@ def _finetune_job(job) -> str:
 def build_finetune_set(root: Path, *, seed: int, render: RenderConfig, sizes: FinetuneSetConfig,
                        workers: int = 1, progress=None) -> list[str]:
     jobs = [(seed, render, sizes, k, str(root)) for k in range(sizes.subjects)]
-    return list(_map(_finetune_job, jobs, workers, progress))
+    return list(ordered_map(_finetune_job, jobs, workers, progress=progress))
 
 
 def _crop_video(job) -> dict:
@@ -178,7 +166,7 @@ def crops_from_layout(root: Path, *, crop: CropConfig, stride: int = 1, workers:
     videos = read_labels(root)
     if not videos:
         raise FileNotFoundError(f"{root}: the layout holds no labelled videos")
-    parts = list(_map(_crop_video, [(v, crop, stride) for v in videos], workers, progress))
+    parts = list(ordered_map(_crop_video, [(v, crop, stride) for v in videos], workers, progress=progress))
     subjects = sorted({v.subject for v in videos})
     out = {k: [] for k in ("crops", "occurrence", "intensity", "video", "subject", "frame", "row")}
     reports = {}

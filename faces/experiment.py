@@ -11,6 +11,7 @@ fold leaves `fold{k}.pt` and is not trained again.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -60,43 +61,109 @@ def subject_folds(subjects: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return np.array([fold_of[s] for s in subjects.tolist()])
 
 
+def finetune_fold(make_model: Callable[[int], torch.nn.Module], crops: np.ndarray, labels: np.ndarray,
+                  subjects: np.ndarray, *, k: int, init: dict | None, cfg: FitConfig, aug: AugmentConfig, out: Path,
+                  folds: int, seed: int, device: torch.device, val_share: float = 0.2, log=None,
+                  progress: bool = True) -> torch.Tensor:
+    """Fold k of the CV: trains on the other folds' people (less a validation share), leaves
+    out/fold{k}.pt and returns the probabilities (n_test, A) of fold k's frames (CPU)."""
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / f"fold{k}.pt"
+    if done.exists():
+        return load_torch(done, "fold result")["probs"]
+    fold = subject_folds(subjects, folds, seed)
+    x, y = _tensor_images(crops), torch.from_numpy(labels.astype(np.float32))
+    test = np.flatnonzero(fold == k)
+    train_subj = np.unique(subjects[fold != k])
+    n_val = max(1, int(round(val_share * len(train_subj))))
+    val_subj = np.random.default_rng([seed, k]).permutation(train_subj)[:n_val]
+    is_val = np.isin(subjects, val_subj) & (fold != k)
+    tr, va = np.flatnonzero((fold != k) & ~is_val), np.flatnonzero(is_val)
+    torch.manual_seed(seed + k)
+    if init is None:
+        model = make_model(labels.shape[1])
+    else:
+        model = make_model(init["head.weight"].shape[0])
+        model.load_state_dict(init)
+        model.replace_head(labels.shape[1], generator=torch.Generator().manual_seed(seed + k))
+    model = model.to(device)
+    hist = fit(model, train=(x[tr], y[tr]), val=(x[va], y[va]), cfg=cfg, aug=aug, seed=seed + 10 * k,
+               checkpoint=out / f"fold{k}.ckpt", log=log, desc=f"finetune {out.name} fold {k + 1}/{folds}",
+               progress=progress)
+    p = predict(model, x[test].to(device)).cpu()
+    state = {k_: v.detach().cpu() for k_, v in model.state_dict().items()}
+    save_torch({"probs": p, "test": torch.from_numpy(test), "model": state, "history": hist}, done)
+    (out / f"fold{k}.ckpt").unlink(missing_ok=True)
+    return p
+
+
 def finetune_cv(make_model: Callable[[int], torch.nn.Module], crops: np.ndarray, labels: np.ndarray,
                 subjects: np.ndarray, *, init: dict | None, cfg: FitConfig, aug: AugmentConfig, out: Path,
                 folds: int, seed: int, device: torch.device, val_share: float = 0.2, log=None,
                 progress: bool = True) -> dict:
     """Out-of-fold probabilities (N, A) and the fold of each frame; `init` None trains from scratch."""
-    out.mkdir(parents=True, exist_ok=True)
     fold = subject_folds(subjects, folds, seed)
-    x, y = _tensor_images(crops), torch.from_numpy(labels.astype(np.float32))
-    probs = torch.full(y.shape, float("nan"))
+    probs = torch.full(labels.shape, float("nan"))
     for k in range(folds):
-        done = out / f"fold{k}.pt"
-        test = np.flatnonzero(fold == k)
-        if done.exists():
-            probs[test] = load_torch(done, "fold result")["probs"]
-            continue
-        train_subj = np.unique(subjects[fold != k])
-        n_val = max(1, int(round(val_share * len(train_subj))))
-        val_subj = np.random.default_rng([seed, k]).permutation(train_subj)[:n_val]
-        is_val = np.isin(subjects, val_subj) & (fold != k)
-        tr, va = np.flatnonzero((fold != k) & ~is_val), np.flatnonzero(is_val)
-        torch.manual_seed(seed + k)
-        if init is None:
-            model = make_model(labels.shape[1])
-        else:
-            model = make_model(init["head.weight"].shape[0])
-            model.load_state_dict(init)
-            model.replace_head(labels.shape[1], generator=torch.Generator().manual_seed(seed + k))
-        model = model.to(device)
-        fit(model, train=(x[tr], y[tr]), val=(x[va], y[va]), cfg=cfg, aug=aug, seed=seed + 10 * k,
-            checkpoint=out / f"fold{k}.ckpt", log=(lambda row, k=k: log(k, row)) if log else None,
-            desc=f"finetune {out.name} fold {k + 1}/{folds}", progress=progress)
-        p = predict(model, x[test].to(device)).cpu()
-        state = {k_: v.detach().cpu() for k_, v in model.state_dict().items()}
-        save_torch({"probs": p, "test": torch.from_numpy(test), "model": state}, done)
-        (out / f"fold{k}.ckpt").unlink(missing_ok=True)
-        probs[test] = p
+        probs[fold == k] = finetune_fold(make_model, crops, labels, subjects, k=k, init=init, cfg=cfg, aug=aug,
+                                         out=out, folds=folds, seed=seed, device=device, val_share=val_share,
+                                         log=(lambda row, k=k: log(k, row)) if log else None, progress=progress)
     return {"probs": probs, "fold": fold}
+
+
+@dataclass
+class FitJob:
+    """One training of the face stage, picklable so that jobs run in parallel processes:
+    `fold` None pretrains variant `name` on the stills `pretrain_idx`; a fold number fine-tunes
+    that fold of the CV, from the variant's pretrained weights (from scratch: `pretrain_idx` None)."""
+    name: str
+    fold: int | None
+    model: str                     # registry name
+    model_cfg: dict
+    pretrain_idx: np.ndarray | None
+    data: tuple                    # pretraining: (crops, noisy labels); fine-tuning: (crops, labels, subjects)
+    fit_cfg: FitConfig
+    aug: AugmentConfig
+    out: Path                      # the run directory
+    folds: int
+    val_share: float
+    seed: int
+    device: str
+    threads: int
+    progress: bool
+
+
+def run_fit(job: FitJob):
+    """Runs in a worker: the job's training, logged to TensorBoard under tb/<name>/. Returns the
+    pretrained state dict, or the fold's test probabilities (numpy)."""
+    import models  # noqa: F401  (fills the registry in a fresh interpreter)
+    from torch.utils.tensorboard import SummaryWriter
+    from models.registry import get_model
+    torch.set_num_threads(job.threads)
+    device = torch.device(job.device)
+    entry = get_model(job.model)
+    make = lambda n_out: entry.factory(n_outputs=n_out, **job.model_cfg)
+    part = "pretrain" if job.fold is None else f"finetune/fold{job.fold}"
+    tb = SummaryWriter(str(job.out / "tb" / job.name / part.replace("/", "_")))
+
+    def log(row):
+        for key in ("train_loss", "val_loss", "images_per_s"):
+            tb.add_scalar(f"{part}/{key}", row[key], row["epoch"])
+
+    try:
+        if job.fold is None:
+            crops, labels = job.data
+            return pretrain(make, crops[job.pretrain_idx], labels[job.pretrain_idx], cfg=job.fit_cfg, aug=job.aug,
+                            out=job.out / "pretrain" / job.name, seed=job.seed, device=device, progress=job.progress,
+                            log=log)
+        init = None if job.pretrain_idx is None else load_torch(job.out / "pretrain" / job.name / "best.pt",
+                                                                "pretrained model")
+        crops, labels, subjects = job.data
+        return finetune_fold(make, crops, labels, subjects, k=job.fold, init=init, cfg=job.fit_cfg, aug=job.aug,
+                             out=job.out / "finetune" / job.name, folds=job.folds, seed=job.seed, device=device,
+                             val_share=job.val_share, log=log, progress=job.progress).numpy()
+    finally:
+        tb.close()
 
 
 def fold_models(out: Path, folds: int) -> list[dict]:

@@ -5,7 +5,8 @@ generator's `subject(cfg, table, dynamics, s)` of `kind=pretrain` with the same 
 of that person is its `video_signals(...)` with the tracker's dropouts switched off (a rendered face
 has no tracking failures). So a rendered video and the OpenFace CSV that
 `python synth.py kind=pretrain seed=S behaviour.low_conf_bursts_per_min=0 behaviour.failed_bursts_per_min=0`
-writes for the same subject and video hold the same AU intensities. The intensities that drive the
+writes for the same subject and video hold the same AU intensities (add
+`behaviour.elicitation=E` for people rendered with `Variation(elicitation=E)`). The intensities that drive the
 face are the truth; `faces.annotator` makes OpenFace-like noisy labels from them.
 
 Getting a batch of rendered faces with per-frame AU truth (the API other stages build on):
@@ -47,6 +48,7 @@ class Person:
     number: int               # subject index in the generator (kind=pretrain)
     seed: int
     fps: float
+    elicitation: float = 0.0
 
 
 @dataclass
@@ -57,26 +59,32 @@ class Variation:
     roll_deg: float = 6.0
     glasses_p: float = 0.15
     hand_p: float = 0.15
+    # added to each person's expressivity where it drives the face (data.synth.behaviour.make_subject):
+    # 0 = the interviewees of the OpenFace corpus; DISFA's people watch emotive clips and web photos
+    # catch people smiling, so the face stage renders them more expressive (configs/faces.yaml)
+    elicitation: float = 0.0
 
 
 @lru_cache(maxsize=8)
-def behaviour_model(seed: int, fps: float):
+def behaviour_model(seed: int, fps: float, elicitation: float = 0.0):
     """The generator's config, state table and dynamics (its calibration file), tracker dropouts off."""
     cfg = load_synth_config({"kind": "pretrain", "seed": seed, "behaviour.fps": fps,
-                             "behaviour.low_conf_bursts_per_min": 0.0, "behaviour.failed_bursts_per_min": 0.0})
+                             "behaviour.low_conf_bursts_per_min": 0.0, "behaviour.failed_bursts_per_min": 0.0,
+                             "behaviour.elicitation": elicitation})
     table, dynamics = build_behaviour(cfg)
     return cfg, table, dynamics
 
 
 def person(seed: int, subject: int, *, fps: float, variation: Variation = Variation()) -> Person:
-    cfg, table, dynamics = behaviour_model(seed, float(fps))
+    cfg, table, dynamics = behaviour_model(seed, float(fps), float(variation.elicitation))
     return Person(behaviour=synth_subject(cfg, table, dynamics, subject), number=subject, seed=seed, fps=float(fps),
-                  identity=draw_identity(rng(seed, 2, subject), glasses_p=variation.glasses_p))
+                  identity=draw_identity(rng(seed, 2, subject), glasses_p=variation.glasses_p),
+                  elicitation=float(variation.elicitation))
 
 
 def au_track(who: Person, n: int, video: int) -> np.ndarray:
     """(n, 17) AU intensities of video `video` of this person: the generator's signals for it."""
-    cfg, table, dynamics = behaviour_model(who.seed, who.fps)
+    cfg, table, dynamics = behaviour_model(who.seed, who.fps, who.elicitation)
     sig = video_signals(cfg, table, dynamics, who.number, video, n, sub=who.behaviour)
     return np.asarray(sig.aus, dtype=np.float64)
 

@@ -9,7 +9,7 @@ from data.openface.format import AU_INTENSITY
 from faces.identity import draw_scene
 from faces.landmarks import BASIS, face_points, identity_offsets
 from faces.render import FaceRenderer
-from faces.synthetic import person, render_faces, render_video
+from faces.synthetic import Variation, au_track, person, render_faces, render_video
 
 IN_BROW, OUT_BROW, BROWS = [19, 20, 21, 22, 23, 24], [17, 18, 25, 26], list(range(17, 27))
 UP_LID, LO_LID, NOSTRILS, CHIN = [37, 38, 43, 44], [40, 41, 46, 47], [31, 32, 33, 34, 35], [7, 8, 9]
@@ -104,3 +104,35 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="aus"):
         FaceRenderer(size=64).render(who.identity, draw_scene(np.random.default_rng(0)), np.zeros((2, 16)),
                                      np.zeros((2, 6)), np.zeros((2, 2)), noise_rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("elicitation", [0.0, 2.0])
+def test_rendered_truth_is_what_synth_writes_for_the_same_person(tmp_path, elicitation):
+    """The documented agreement: render_video's AUs are the CSV that `synth.py kind=pretrain` writes for
+    that subject and video, tracker dropouts off and the same behaviour.elicitation."""
+    from data.openface.reader import read_raw
+    from data.synth.generate import generate
+    root = generate(tmp_path / "synth", {"kind": "pretrain", "seed": 3, "pretrain.n_subjects": 2,
+                                         "pretrain.videos_per_subject": 1, "pretrain.video_seconds_min": 1,
+                                         "pretrain.video_seconds_max": 2, "behaviour.fps": 10.0, "workers": 1,
+                                         "behaviour.low_conf_bursts_per_min": 0, "behaviour.failed_bursts_per_min": 0,
+                                         "behaviour.elicitation": elicitation})
+    files = sorted((root / "openface").rglob("*.csv"))
+    assert files
+    for path in files:
+        subject = sorted(p.name for p in (root / "openface").iterdir()).index(path.parent.name)
+        video = int(path.stem.lstrip("v"))
+        raw = read_raw(path)
+        v = render_video(seed=3, subject=subject, video=video, n_frames=len(raw.aus), renderer=FaceRenderer(size=64),
+                         fps=10.0, variation=Variation(elicitation=elicitation), frames=slice(0, 1))
+        full = person(3, subject, fps=10.0, variation=Variation(elicitation=elicitation))
+        np.testing.assert_allclose(au_track(full, len(raw.aus), video), raw.aus, atol=1e-9)
+        np.testing.assert_allclose(v.aus, raw.aus[:1], atol=1e-9)
+
+
+def test_elicitation_makes_people_express_more_and_leaves_their_traits():
+    calm, elicited = (person(0, s, fps=20.0, variation=Variation(elicitation=e)) for s, e in ((5, 0.0), (5, 3.0)))
+    np.testing.assert_array_equal(calm.behaviour.traits, elicited.behaviour.traits)   # the labels derive from these
+    np.testing.assert_allclose(elicited.behaviour.gains, calm.behaviour.gains * np.exp(0.75))
+    occ = [(au_track(p, 2000, 0) >= 2).mean() for p in (calm, elicited)]
+    assert occ[1] > 1.5 * occ[0]

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 PR_SET_PDEATHSIG = 1
 
@@ -52,3 +53,30 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         process.kill()
     for process in processes:
         process.join(timeout=5)
+
+
+def ordered_map(fn, jobs: list, workers: int, *, progress=None, spawn: bool = False):
+    """fn(job) for every job, yielded in order, in `workers` processes (inline when workers <= 1).
+
+    Workers die with this process and ignore Ctrl-C (`worker_init`); on an interrupt or an error
+    the pool is stopped at once. `spawn` starts clean interpreters, for jobs that run torch (a fork
+    of a process whose thread pools have started can hang). `progress` gets .update(1) per job."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            result = fn(job)
+            if progress is not None:
+                progress.update(1)
+            yield result
+        return
+    ctx = get_context("spawn" if spawn else "fork")
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=worker_init,
+                               initargs=(os.getpid(),))
+    try:
+        for result in pool.map(fn, jobs):
+            if progress is not None:
+                progress.update(1)
+            yield result
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown()

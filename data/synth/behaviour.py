@@ -95,8 +95,12 @@ class Subject:
 
 
 def make_subject(traits: np.ndarray, rng: np.random.Generator, *, fps: float, table: StateTable | None = None,
-                 dynamics: Dynamics | None = None) -> Subject:
-    """A subject's parameters; without `table` and `dynamics`, the default calibration's."""
+                 dynamics: Dynamics | None = None, elicitation: float = 0.0) -> Subject:
+    """A subject's parameters; without `table` and `dynamics`, the default calibration's.
+
+    `elicitation` is added to the expressivity trait where it drives the face (gains, rest between
+    episodes), not to the stored traits the labels derive from: the same person watching emotive
+    clips (DISFA) or posing for a photo expresses more than in an interview."""
     if table is None or dynamics is None:
         table, dynamics = default_behaviour(float(fps))
     t = dict(zip(TRAITS, traits))
@@ -112,9 +116,10 @@ def make_subject(traits: np.ndarray, rng: np.random.Generator, *, fps: float, ta
     member_cum = [np.cumsum(pref[m]) / max(pref[m].sum(), 1e-300) for m in members]
     speed = np.exp(0.35 * t["tempo"] + 0.1 * rng.standard_normal())
     dwell = table.dwell_s * dynamics.dwell_scale * fps / speed
-    dwell[fam == NEUTRAL_FAMILY] *= np.exp(-0.25 * t["expressivity"])  # expressive faces rest less
+    shown = t["expressivity"] + elicitation
+    dwell[fam == NEUTRAL_FAMILY] *= np.exp(-0.25 * shown)  # expressive faces rest less
     ramp = table.ramp_s * fps / np.exp(0.45 * t["tempo"] + 0.1 * rng.standard_normal())
-    gains = np.exp(0.25 * t["expressivity"] + 0.2 * rng.standard_normal(len(AU)))
+    gains = np.exp(0.25 * shown + 0.2 * rng.standard_normal(len(AU)))
     rest = table.rest * np.exp(0.35 * rng.standard_normal(len(AU)))
     tension, positivity = max(t["tension"], 0.0), max(t["positivity"], 0.0)
     for au, k in (("AU04", 0.25), ("AU07", 0.25), ("AU23", 0.1), ("AU17", 0.1)):

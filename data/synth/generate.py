@@ -88,6 +88,7 @@ class Behaviour:
     fps: float = 30.0
     low_conf_bursts_per_min: float = 2.0   # confidence < 0.9 for ~12 frames
     failed_bursts_per_min: float = 1.0     # success = 0 for ~8 frames
+    elicitation: float = 0.0               # added to every subject's expressivity where it drives the face
 
 
 @dataclass
@@ -212,7 +213,8 @@ def _init_worker(cfg_container: dict) -> None:
 def subject(cfg, table: StateTable, dynamics: Dynamics, s: int) -> Subject:
     """Subject s of the dataset: its traits and parameters come from its own random stream."""
     rng = rng_for(cfg.seed, cfg.kind, 1, s)
-    return make_subject(draw_traits(rng), rng, fps=float(cfg.behaviour.fps), table=table, dynamics=dynamics)
+    return make_subject(draw_traits(rng), rng, fps=float(cfg.behaviour.fps), table=table, dynamics=dynamics,
+                        elicitation=float(cfg.behaviour.elicitation))
 
 
 def video_signals(cfg, table: StateTable, dynamics: Dynamics, s: int, v: int, n: int, sub: Subject | None = None):
