@@ -55,6 +55,7 @@ class FinetuneSetConfig:
     frames: int = 240           # per video (DISFA: 4,845)
     stride: int = 2             # crop every stride-th frame (neighbouring frames are near copies)
     bp4d_images: bool = True    # also write the BP4D layout's image folders
+    layout: str = ""            # your own DISFA or BP4D folder: fine-tune and test on it instead of rendered videos
     # DISFA is filmed in a lab: a frontal camera, people seated watching emotive clips (so more
     # expressive than interviewees), nothing passing in front of the face. The stills of
     # pretraining keep the web photos' spread of render.variation

@@ -1,6 +1,7 @@
 """Fung & McDuff's CNN: Table I's parameter count, head replacement, and it overfits a tiny set."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,3 +51,22 @@ def test_cnn_overfits_a_tiny_set(one_thread):
     p = predict(net, x)
     known = ~torch.isnan(y)
     assert torch.equal((p[known] >= 0.5).float(), y[known])
+
+
+def test_balanced_bce_matches_its_formula_and_skips_unlabelled_entries():
+    from faces.fit import balancing_weights, masked_bce
+    labels = torch.tensor([[1.0, 0.0, float("nan")], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, float("nan"), 1.0]])
+    w = balancing_weights(labels)
+    assert w.tolist() == [3.0, 1.0, 1.0]          # AU0: 3 negatives / 1 positive; AU1 has none; AU2: 1/2 -> 1
+    logits = torch.tensor([[0.3, -1.0, 5.0], [0.2, 0.1, -0.4], [-2.0, 0.0, 0.7], [1.5, 9.0, 0.0]])
+    total, n = 0.0, 0
+    for i in range(4):
+        for a in range(3):
+            y = float(labels[i, a])
+            if y != y:
+                continue
+            p = 1 / (1 + np.exp(-float(logits[i, a])))
+            total += -(float(w[a]) * y * np.log(p) + (1 - y) * np.log(1 - p))
+            n += 1
+    assert float(masked_bce(logits, labels, w)) == pytest.approx(total / n, rel=1e-6)
+    assert float(masked_bce(logits, labels)) < float(masked_bce(logits, labels, w))

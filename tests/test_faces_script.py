@@ -1,5 +1,6 @@
 """faces.py end to end at a tiny size, as a user runs it: every artifact appears, variants train in
-two worker processes, a rerun resumes without training again, and the CSVs it writes ingest."""
+two worker processes, a rerun resumes without training again, the CSVs it writes read as OpenFace's,
+and a user's own BP4D-layout folder (here the rendered one) replaces the rendered fine-tuning set."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from data.openface.reader import read_raw
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["render.size=64", "render.supersample=1", "pretrain_set.identities=8", "pretrain_set.per_identity=3",
-        "finetune_set.subjects=4", "finetune_set.frames=9", "finetune_set.stride=3", "finetune_set.bp4d_images=false",
+        "finetune_set.subjects=4", "finetune_set.frames=9", "finetune_set.stride=3",
         "au_cnn.width=0.0625", "au_cnn.fc=16", "pretrain.max_epochs=1", "finetune.max_epochs=1",
         "scaling.images=[10]", "scaling.identities=[]", "folds=2", "workers=2", "progress=false", "examples=4",
         "device=cpu"]
@@ -49,3 +50,10 @@ def test_faces_script_runs_resumes_and_writes_ingestible_csvs(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert {p: p.stat().st_mtime_ns for p in (out / "finetune").rglob("fold*.pt")} == stamp
     assert json.loads((out / "results.json").read_text())["results"].keys() == results["results"].keys()
+
+    own = run(tmp_path / "own", f"finetune_set.layout={out / 'data' / 'finetune' / 'bp4d'}")
+    assert own.returncode == 0, own.stderr[-2000:]
+    table = (tmp_path / "own" / "results.md").read_text()
+    assert "simulated OpenFace (annotator)" not in table           # no driving truth for a user's data
+    assert not (tmp_path / "own" / "data" / "finetune").exists()    # nothing rendered for fine-tuning
+    assert len(list((tmp_path / "own" / "openface").glob("*.csv"))) == 4
