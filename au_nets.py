@@ -29,8 +29,8 @@ from omegaconf import OmegaConf
 
 from data.fec import read_fec, write_fec
 from data.openface.corpus import FrameCorpus
-from faces.au_fit import (ChuTrainConfig, GTLETrainConfig, TripletTrainConfig, fit_chu, fit_gtle, pretrain_encoder,
-                          triplet_accuracy)
+from faces.au_fit import (ChuTrainConfig, GTLETrainConfig, TripletTrainConfig, f1_per_au, fit_chu, fit_gtle,
+                          pretrain_encoder, triplet_accuracy)
 from faces.clips import CHU_AUS, FaceClips, presence_labels, render_clips
 from faces.face_features import face_feature_corpus
 from faces.synthetic import render_faces
@@ -245,7 +245,10 @@ def main(argv: list[str]) -> None:
         log(f"{len(labels)} frames, {clips.n_clips} clips of {cfg.clips.subjects} subjects; {cfg.protocol.folds} folds; "
             f"base rates " + " ".join(f"{a}={b:.2f}" for a, b in zip(cfg.clips.aus, base)))
         metrics["base_rate"] = dict(zip(cfg.clips.aus, base.tolist()))
-        columns = {}
+        # chance on F1: calling every labelled test frame present scores 2p / (1 + p) at base rate p
+        tests = [torch.from_numpy(labels[clips.rows(split.test)]) for split in splits]
+        columns = {"every frame present (chance)": ("chance", [{"chance": f1_per_au(torch.ones_like(y, dtype=torch.bool), y)}
+                                                               for y in tests])}
         if "chu" in cfg.methods:
             chu = run_chu(cfg, clips, labels, splits, out, device, log)
             columns |= {"Chu CNN": ("cnn", chu), "Chu LSTM": ("lstm", chu), "Chu fusion": ("fusion", chu)}

@@ -8,11 +8,13 @@ Fung & McDuff on the embedded default (configs/faces.yaml; the paper's sizes: co
   3. labels   a simulated OpenFace annotator, calibrated to OpenFace 2.0's DISFA F1, labels the stills
   4. pretrain the VGG13-style CNN (models/au_cnn.py) on the noisy labels, 17 outputs
   5. finetune a 12-AU head, subject-exclusive 3-fold CV, from the pretrained weights and from scratch
+              (or, with finetune_set.layout=DIR, on your own DISFA or BP4D folder instead of rendered videos)
   6. scaling  the same with pretraining on N images and on N identities (Tables IV and V)
   7. AUs out  the detector's per-frame AUs of every video as OpenFace CSVs (out/openface/), ready
               for `python ingest.py src=DIR/openface`
 Writes out/: config.yaml, data/ (renders, crops, reports), annotator.json, pretrain/<variant>/,
-finetune/<variant>/, openface/, tb/ (losses, per-AU F1, example faces with true and predicted AUs),
+finetune/<variant>/, openface/, tb/ (per-AU F1 and example faces with true and predicted AUs; each
+variant's losses under tb/<variant>/),
 results.json and results.md (written last). Run it again to resume: finished steps are reused, an
 interrupted training continues from its last epoch. Everything runs on CUDA tensors when present.
 """

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from losses.au_detection import FEC_MARGINS, expression_triplet, gtle_loss, max_margin, multilabel_ce
+from losses.au_detection import FEC_MARGINS, expression_triplet, gtle_loss, max_margin, multilabel_ce, positive_weights
 
 
 def f1_per_au(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -97,6 +97,7 @@ class ChuTrainConfig:
     subseqs: int = 4               # random subsequences per training clip and epoch (paper: 10)
     skip_first: int = 5            # paper: 10
     min_active: float = 0.0        # paper: 1.5 active AUs per frame (our rendered AUs are sparser)
+    balance: bool = False          # weight the CNN's and fusion's positives per AU (losses.positive_weights)
     fusion_epochs: int = 60
     fusion_lr: float = 1e-2
     patience: int = 5
@@ -131,6 +132,9 @@ def fit_chu(model, clips, labels: np.ndarray, split, cfg: ChuTrainConfig, device
     y = torch.from_numpy(labels).to(device)                                       # (N, A)
     train_rows, val_rows = clips.rows(split.train), clips.rows(split.val)
     t0 = time.time()
+    yt = y[train_rows]
+    pos_w = positive_weights((yt > 0).sum(0), (yt < 0).sum(0)) if cfg.balance else None   # (A,) or None
+    ce = lambda logits_, labels_: multilabel_ce(logits_, labels_, pos_weight=pos_w)
     # 1. the CNN, frame by frame
     cnn, crop = model.cnn, model.cnn.crop
     opt, best = _cnn_optimizer(cnn.parameters(), cfg), Best(cnn, cfg.patience)
@@ -138,12 +142,12 @@ def fit_chu(model, clips, labels: np.ndarray, split, cfg: ChuTrainConfig, device
         cnn.train()
         for b in _batches(len(train_rows), cfg.cnn_batch, gen):
             rows = train_rows[b]
-            loss = multilabel_ce(cnn(to_images(clips.frames, rows, device, size=cnn.face, crop=crop, train=True, gen=gen)), y[rows])
+            loss = ce(cnn(to_images(clips.frames, rows, device, size=cnn.face, crop=crop, train=True, gen=gen)), y[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         val_logits, _ = _frame_outputs(model, clips.frames, val_rows, device)
-        val = float(multilabel_ce(val_logits, y[val_rows]))
+        val = float(ce(val_logits, y[val_rows]))
         if best.update(val, epoch):
             break
     best.restore()
@@ -179,12 +183,12 @@ def fit_chu(model, clips, labels: np.ndarray, split, cfg: ChuTrainConfig, device
     tr, va = torch.from_numpy(train_rows).to(device), torch.from_numpy(val_rows).to(device)
     for epoch in range(cfg.fusion_epochs):
         fusion.train()
-        loss = multilabel_ce(fusion(logits[tr], lstm_scores[tr]), y[tr])
+        loss = ce(fusion(logits[tr], lstm_scores[tr]), y[tr])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
-            if best.update(float(multilabel_ce(fusion(logits[va], lstm_scores[va]), y[va])), epoch):
+            if best.update(float(ce(fusion(logits[va], lstm_scores[va]), y[va])), epoch):
                 break
     best.restore()
     with torch.no_grad():

@@ -7,7 +7,10 @@
 `val_share` (at least one subject) is held out for early stopping. Its result holds out-of-fold
 probabilities for every frame (each from the model that never saw that subject), which is what the
 metrics and the detector's OpenFace CSVs use. Each fit resumes from its checkpoint; a finished
-fold leaves `fold{k}.pt` and is not trained again.
+fold leaves `fold{k}.pt` (probabilities, weights, history) and is not trained again.
+
+faces.py runs every pretraining and then every fold (`finetune_fold`) as a `FitJob` through
+`run_fit`, so independent fits share the CPU cores; `finetune_cv` is the same folds in a loop.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from faces.augment import AugmentConfig, augment, normalise
+from losses.au_detection import positive_weights
 from utils.artifacts import load_torch
 from utils.io import save_torch
 
@@ -46,11 +47,10 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Ten
 
 
 def balancing_weights(labels: torch.Tensor, cap: float = 50.0) -> torch.Tensor:
-    """(A,) negatives / positives per AU among the labelled entries, in [1, cap]; 1 without positives."""
+    """(A,) negatives / positives per AU among the labelled entries (0/1, NaN unlabelled)."""
     keep = ~torch.isnan(labels)
     pos = (torch.nan_to_num(labels) * keep).sum(0)
-    neg = keep.sum(0) - pos
-    return torch.where(pos > 0, neg / pos.clamp(min=1), torch.ones_like(pos)).clamp(1.0, cap)
+    return positive_weights(pos, keep.sum(0) - pos, cap)
 
 
 @torch.no_grad()

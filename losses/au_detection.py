@@ -22,17 +22,29 @@ def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
         raise ValueError(f"scores {tuple(logits.shape)} and labels {tuple(labels.shape)} differ in shape")
 
 
-def multilabel_ce(logits: torch.Tensor, labels: torch.Tensor, *, per_au_mean: bool = True) -> torch.Tensor:
+def positive_weights(positives: torch.Tensor, negatives: torch.Tensor, cap: float = 50.0) -> torch.Tensor:
+    """(A,) negatives / positives per AU, in [1, cap]; 1 for an AU without positives. Weighting each
+    AU's positive term by it balances a skewed AU, so that a detector at chance-level evidence is
+    not pushed below 0.5 by the base rate alone."""
+    positives, negatives = positives.float(), negatives.float()
+    ratio = negatives / positives.clamp(min=1)
+    return torch.where(positives > 0, ratio, torch.ones_like(ratio)).clamp(1.0, cap)
+
+
+def multilabel_ce(logits: torch.Tensor, labels: torch.Tensor, *, per_au_mean: bool = True,
+                  pos_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Masked multi-label cross-entropy. logits (..., L) of sigmoid probabilities, labels (..., L) in {-1, 0, 1}.
 
     Per frame: -(1/L) sum_l [y_l > 0] log p_l + [y_l < 0] log(1 - p_l), L the number of AUs whether or
     not some are missing (Chu et al. divide by L, not by the labelled count). `per_au_mean=False`
     sums over AUs instead (An et al.'s L_au, eq. 10). Computed from logits (log-sigmoid), which is
-    exact and never takes the log of a rounded 0.
+    exact and never takes the log of a rounded 0. `pos_weight` (L,) scales each AU's positive term
+    (see positive_weights; not in the papers).
     """
     _check_labels(logits, labels)
     labels = labels.to(logits.dtype)
-    per_au = (labels > 0) * F.logsigmoid(logits) + (labels < 0) * F.logsigmoid(-logits)   # log p or log(1-p), 0 if missing
+    present = (labels > 0) * (1.0 if pos_weight is None else pos_weight.to(logits.dtype))
+    per_au = present * F.logsigmoid(logits) + (labels < 0) * F.logsigmoid(-logits)   # log p or log(1-p), 0 if missing
     per_frame = -per_au.sum(-1)
     if per_au_mean:
         per_frame = per_frame / logits.shape[-1]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from losses.au_detection import (FEC_MARGINS, expression_triplet, gtle_loss, max_margin, multilabel_ce,
-                                 reconstruction_loss)
+                                 positive_weights, reconstruction_loss)
 
 
 def _labels(shape, seed=0):
@@ -24,6 +24,22 @@ def test_multilabel_ce_is_chu_formula_with_missing_labels_dropped_but_counted():
     assert float(multilabel_ce(logits, labels)) == pytest.approx(expected / 6, rel=1e-12)
     # GTLE's L_au: the same terms summed over AUs
     assert float(multilabel_ce(logits, labels, per_au_mean=False)) == pytest.approx(12 * expected / 6, rel=1e-12)
+
+
+def test_weighted_multilabel_ce_scales_each_aus_positive_term():
+    logits, labels = torch.randn(5, 3, dtype=torch.float64), torch.tensor([[1, -1, 0], [-1, -1, 1], [-1, 0, 1],
+                                                                          [-1, -1, -1], [1, -1, 1]])
+    w = positive_weights((labels > 0).sum(0), (labels < 0).sum(0))
+    assert w.tolist() == [1.5, 1.0, 1.0]        # AU0: 3 negatives / 2 positives; AU1 none; AU2: 1 / 3 -> 1
+    expected = 0.0
+    for b in range(5):
+        for l in range(3):
+            p = 1 / (1 + math.exp(-float(logits[b, l])))
+            if labels[b, l] > 0:
+                expected -= float(w[l]) * math.log(p) / 3
+            elif labels[b, l] < 0:
+                expected -= math.log(1 - p) / 3
+    assert float(multilabel_ce(logits, labels, pos_weight=w)) == pytest.approx(expected / 5, rel=1e-12)
 
 
 def test_label_zero_has_no_effect_whatever_the_score():
