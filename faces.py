@@ -95,9 +95,9 @@ def main(argv: list[str]) -> None:
         _save_npz(data / "finetune.npz", **{k: np.asarray(v) for k, v in ft.items()})
     timings["render_and_crop_s"] = time.perf_counter() - t0
     pre, ft = load_npz(data / "pretrain.npz", "pretraining crops"), load_npz(data / "finetune.npz", "fine-tuning crops")
-    people = len(np.unique(ft["subject"]))
-    if people < cfg.folds:
-        raise ValueError(f"fine-tuning set: faces were found for {people} people, {cfg.folds}-fold cross-validation "
+    with_faces = len(np.unique(ft["subject"]))
+    if with_faces < cfg.folds:
+        raise ValueError(f"fine-tuning set: faces were found for {with_faces} people, {cfg.folds}-fold cross-validation "
                          f"needs {cfg.folds} (what was dropped and why: {data / 'finetune_crops.json'})")
     au12 = [str(a) for a in ft["au_names"]]
     print(f"[faces] {len(pre['crops'])} pretraining crops of {len(np.unique(pre['subject']))} people, "
@@ -163,10 +163,10 @@ def main(argv: list[str]) -> None:
               f"PR-AUC {m['mean']['pr_auc']:.1f}, ROC-AUC {m['mean']['roc_auc']:.1f}")
     timings["training_s"] = time.perf_counter() - t0
 
-    # the simulated OpenFace on the rendered fine-tuning frames: what the pretraining labels are worth there
     # chance on F1 at 0.5: saying "present" on every frame scores 2p / (1 + p) at base rate p
     labels_ft = torch.from_numpy(y_ft[ft_rows])
     rows = {"every frame present (chance)": au_metrics(torch.ones_like(labels_ft), labels_ft, au12)}
+    # the simulated OpenFace on the rendered fine-tuning frames: what the pretraining labels are worth there
     if own is None:
         truth17 = _truth_of(ft, data / "finetune")
         ann_lab, _ = annotator.annotate(truth17, ft["subject"], np.zeros(len(truth17)), np.random.default_rng(5))

@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--paper", action="store_true", help="the papers' sizes (a GPU)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reference-width", type=float, default=1.0, help="au_cnn channel multiplier (1.0 = Table I)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -70,8 +71,8 @@ def main() -> None:
     cases.append((f"GTLE-Net ({gsize} px), batch {gb}", net,
                   lambda: (torch.rand(gb, 3, gsize, gsize, device=device), labels(gb, L)),
                   lambda m, x, y: (lambda o: gtle_loss(o["logits"], y, o["reconstruction"], x)["loss"])(m(x)), gb))
-    ref = create_model("au_cnn", n_outputs=L).to(device)
-    cases.append((f"reference: Fung & McDuff au_cnn (64 px grey), batch {B}", ref,
+    ref = create_model("au_cnn", n_outputs=L, width=a.reference_width).to(device)
+    cases.append((f"reference: Fung & McDuff au_cnn (64 px grey, width {a.reference_width}), batch {B}", ref,
                   lambda: (torch.rand(B, 1, 64, 64, device=device), (torch.rand(B, L, device=device) > 0.5).float()),
                   lambda m, x, y: torch.nn.functional.binary_cross_entropy_with_logits(m(x), y), B))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {a.threads} thread(s)"

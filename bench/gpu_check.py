@@ -15,6 +15,9 @@ a part that runs out of time still reports what it finished:
   lstm           bench/bench_lstm.py at task B's shape (50 replicas, T = 500, d = 200): grouped, fused,
                  block-diagonal and one nn.LSTM at a time, ms per training step
   task_b         one row of the task-B sweep (LSTM + GloVe d=200, 50 restarts, early stopping), paper-sized inputs
+  faces          the face stage's networks at the papers' sizes (bench/bench_au_nets.py --paper: training
+                 images/s of Chu et al., GTLE-Net, Fung & McDuff) and faces.py end to end at a tiny size
+                 on the device (rendering on the CPU, every fit on CUDA); --cpu-tiny: the bench at demo sizes
   kmeans_sweep   the paper's 7-k sweep at N = 5.3M, each k to convergence
 
 The GPU machine has no package registry: KeOps and OmegaConf are installed first from wheels
@@ -47,7 +50,8 @@ PARTS = {
     "distributed": (35, "-"),
     "lstm": (40, "the fastest becomes AUTO_LSTM['cuda']"),
     "task_b": (100, "task-B sweep < 10 min (6 LSTM rows)"),
-    "kmeans_sweep": (100, "< 3 min"),
+    "faces": (50, "runs; images/s recorded"),
+    "kmeans_sweep": (80, "< 3 min"),
 }
 TINY_LIMIT = 120   # per part in --cpu-tiny mode (a loaded 2-core CI box)
 PACKAGES = {"pykeops": "pykeops", "keopscore": "keopscore", "omegaconf": "omegaconf"}
@@ -244,6 +248,26 @@ def epoch_log(run_dir: Path) -> dict:
     return {"epochs_logged": len(lines), "s_per_epoch": lines[-1]["time_s"] / len(lines)}
 
 
+def part_faces(res: Partial, s: dict, device, tiny: bool) -> None:
+    bench = [sys.executable, str(REPO / "bench" / "bench_au_nets.py"), "--device", device.type]
+    bench += ["--steps", "1", "--reference-width", "0.125"] if tiny else ["--steps", "3", "--paper"]
+    done = subprocess.run(bench, cwd=REPO, capture_output=True, text=True)
+    res["bench_rc"], res["bench_table"] = done.returncode, (done.stdout or done.stderr)[-3000:]
+    if tiny:
+        res["faces_py"] = "cpu-tiny: tests/test_faces_script.py runs faces.py in `make test`"
+        return
+    out = WORK / f"faces_{time.strftime('%H%M%S')}"
+    argv = ["render.size=64", "render.supersample=1", "pretrain_set.identities=8", "pretrain_set.per_identity=4",
+            "finetune_set.subjects=4", "finetune_set.frames=12", "finetune_set.bp4d_images=false", "au_cnn.width=1.0",
+            "au_cnn.fc=1024", "pretrain.max_epochs=2", "finetune.max_epochs=2", "scaling.images=[]",
+            "scaling.identities=[]", "folds=2", "progress=false", f"device={device.type}", f"out={out}"]
+    t0 = time.time()
+    done = subprocess.run([sys.executable, str(REPO / "faces.py"), *argv], cwd=REPO, capture_output=True, text=True)
+    res["faces_py_s"], res["faces_py_rc"] = time.time() - t0, done.returncode
+    res["faces_py_tail"] = (done.stdout + done.stderr)[-2000:]
+    res["complete"] = done.returncode == 0 and (out / "results.json").exists()
+
+
 PART_FUNCS = {name: globals()[f"part_{name}"] for name in PARTS}
 
 
@@ -299,6 +323,11 @@ def figures(name: str, r: dict) -> tuple[str, str]:
     if name == "lstm":
         text = "; ".join(f"{x['method']} {x['ms_per_step']:.1f} ms" for x in g.get("rows", []))
         return f"R={g['rows'][0]['R'] if g.get('rows') else '?'}: {text}; fastest replicated: {g.get('fastest_replicated')}", "-"
+    if name == "faces":
+        rates = re.findall(r"^\| (.+?) \| ([\d.]+) \|$", g.get("bench_table", ""), flags=re.M)
+        text = "; ".join(f"{n.split(' (')[0]} {v}/s" for n, v in rates)
+        run = g.get("faces_py") or f"faces.py tiny on the device: rc {g.get('faces_py_rc')}, {f(g.get('faces_py_s'))} s"
+        return f"{text}; {run}", "-" if "faces_py" in g else ("yes" if g.get("complete") else "no")
     sec, per = g.get("seconds"), g.get("s_per_epoch")
     est = None if sec is None else 6 * sec
     return (f"one row: {f(sec)} s ({g.get('epochs_logged')} epochs logged, {f(per, 2)} s/epoch; inputs "

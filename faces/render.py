@@ -162,7 +162,7 @@ class FaceRenderer:
         return img, lm_px
 
     def _features(self, img, ident: Identity, lm, aus, gaze):
-        skin, dark = ident.skin, ident.skin * 0.45
+        dark = ident.skin * 0.45
         c = ident.crease
         a = {name: _cue(aus[i]) for name, i in AU.items()}
         # brows
