@@ -1,16 +1,16 @@
 """Fung & McDuff's two stages on arrays: noisy-label pretraining and subject-exclusive fine-tuning.
 
     state = pretrain(make_model, crops, noisy_labels, cfg=..., out=DIR)          # best weights, 17 outputs
-    oof = finetune_cv(make_model, crops, labels, subjects, init=state, folds=3, out=DIR)
+    probs_k = finetune_fold(make_model, crops, labels, subjects, k=k, init=state, folds=3, out=DIR)
 
-`finetune_cv` puts each subject in exactly one test fold; inside the training subjects a share
+The folds put each subject in exactly one test fold; inside the training subjects a share
 `val_share` (at least one subject) is held out for early stopping. Its result holds out-of-fold
 probabilities for every frame (each from the model that never saw that subject), which is what the
 metrics and the detector's OpenFace CSVs use. Each fit resumes from its checkpoint; a finished
 fold leaves `fold{k}.pt` (probabilities, weights, history) and is not trained again.
 
-faces.py runs every pretraining and then every fold (`finetune_fold`) as a `FitJob` through
-`run_fit`, so independent fits share the CPU cores; `finetune_cv` is the same folds in a loop.
+faces.py runs every pretraining and then every fold as a `FitJob` through `run_fit`, so
+independent fits share the CPU cores.
 """
 from __future__ import annotations
 
@@ -100,20 +100,6 @@ def finetune_fold(make_model: Callable[[int], torch.nn.Module], crops: np.ndarra
     return p
 
 
-def finetune_cv(make_model: Callable[[int], torch.nn.Module], crops: np.ndarray, labels: np.ndarray,
-                subjects: np.ndarray, *, init: dict | None, cfg: FitConfig, aug: AugmentConfig, out: Path,
-                folds: int, seed: int, device: torch.device, val_share: float = 0.2, log=None,
-                progress: bool = True) -> dict:
-    """Out-of-fold probabilities (N, A) and the fold of each frame; `init` None trains from scratch."""
-    fold = subject_folds(subjects, folds, seed)
-    probs = torch.full(labels.shape, float("nan"))
-    for k in range(folds):
-        probs[fold == k] = finetune_fold(make_model, crops, labels, subjects, k=k, init=init, cfg=cfg, aug=aug,
-                                         out=out, folds=folds, seed=seed, device=device, val_share=val_share,
-                                         log=(lambda row, k=k: log(k, row)) if log else None, progress=progress)
-    return {"probs": probs, "fold": fold}
-
-
 @dataclass
 class FitJob:
     """One training of the face stage, picklable so that jobs run in parallel processes:
@@ -138,7 +124,8 @@ class FitJob:
 
 def run_fit(job: FitJob):
     """Runs in a worker: the job's training, logged to TensorBoard under tb/<name>/. Returns the
-    pretrained state dict, or the fold's test probabilities (numpy)."""
+    fold's test probabilities (numpy), or None for a pretraining (its weights are in best.pt, which
+    the fold jobs read: nothing to send back)."""
     import models  # noqa: F401  (fills the registry in a fresh interpreter)
     from torch.utils.tensorboard import SummaryWriter
     from models.registry import get_model
@@ -156,9 +143,9 @@ def run_fit(job: FitJob):
     try:
         if job.fold is None:
             crops, labels = job.data
-            return pretrain(make, crops[job.pretrain_idx], labels[job.pretrain_idx], cfg=job.fit_cfg, aug=job.aug,
-                            out=job.out / "pretrain" / job.name, seed=job.seed, device=device, progress=job.progress,
-                            log=log)
+            pretrain(make, crops[job.pretrain_idx], labels[job.pretrain_idx], cfg=job.fit_cfg, aug=job.aug,
+                     out=job.out / "pretrain" / job.name, seed=job.seed, device=device, progress=job.progress, log=log)
+            return None
         init = None if job.pretrain_idx is None else load_torch(job.out / "pretrain" / job.name / "best.pt",
                                                                 "pretrained model")
         crops, labels, subjects = job.data
@@ -170,5 +157,5 @@ def run_fit(job: FitJob):
 
 
 def fold_models(out: Path, folds: int) -> list[dict]:
-    """The state dicts finetune_cv left in `out`, one per fold."""
+    """The state dicts the folds left in `out`, one per fold."""
     return [load_torch(out / f"fold{k}.pt", "fold result")["model"] for k in range(folds)]
